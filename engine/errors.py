@@ -1,0 +1,164 @@
+"""The one exception tree of Formflow.
+
+Every error a user or an analyst can cause is a :class:`FormflowError`. Each
+carries structured data (a source location, a field name, an HTTP status) and a
+bilingual message an analyst can act on. Code that catches errors from Formflow
+catches ``FormflowError``; anything else escaping the engine is a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.i18n import Text
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """A position in a blueprint file (1-based line and column)."""
+
+    file: str = "<blueprint>"
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        if self.line:
+            return f"{self.file}:{self.line}:{self.column}"
+        return self.file
+
+    def shifted(self, line_offset: int, column_offset: int) -> Location:
+        """The location of a character inside a scalar whose text starts here.
+
+        Later lines of a block scalar (``|``) are indented like its first line, so
+        the column offset counts from the same column on every line.
+        """
+        return Location(self.file, self.line + line_offset, self.column + column_offset)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a blueprint, at a place, with an optional fix."""
+
+    location: Location
+    message: Text
+    hint: Text = field(default_factory=Text)
+    severity: str = "error"  # or "warning"
+
+    def render(self, lang: str | None = None) -> str:
+        text = self.message.get(lang)
+        hint = self.hint.get(lang)
+        if hint:
+            text = f"{text}; {hint}"
+        return f"{self.location}: {text}"
+
+
+class FormflowError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    http_status = 500
+    default_message = Text(zh="Formflow 出错", en="Formflow error")
+
+    def __init__(self, message: Text | str | None = None) -> None:
+        self.text = Text.of(message) if message is not None else self.default_message
+        super().__init__(self.text.get("en"))
+
+    def message(self, lang: str | None = None) -> str:
+        return self.text.get(lang)
+
+
+class BlueprintError(FormflowError):
+    """A blueprint cannot be used; holds every problem found, not just the first."""
+
+    http_status = 500
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(sorted(problems, key=lambda p: p.location))
+        first = self.problems[0].render("en") if self.problems else "invalid blueprint"
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        super().__init__(
+            Text(zh=f"蓝图有误：{first}{more}", en=f"Invalid blueprint: {first}{more}")
+        )
+
+    def render(self, lang: str | None = None) -> str:
+        return "\n".join(p.render(lang) for p in self.problems)
+
+
+class ExpressionError(FormflowError):
+    """A formula is invalid (at check time) or failed to evaluate (at run time).
+
+    ``offset`` is the (line, column) inside the formula text, both 0-based, so the
+    loader can point at the exact character in the blueprint file.
+    """
+
+    http_status = 422
+
+    def __init__(
+        self,
+        message: Text | str,
+        *,
+        source: str = "",
+        offset: tuple[int, int] = (0, 0),
+        hint: Text | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.offset = offset
+        self.hint = hint or Text()
+
+
+class RecordInvalid(FormflowError):
+    """A write was refused; ``errors`` maps each field (or ``"_record"``) to messages."""
+
+    http_status = 422
+
+    def __init__(self, errors: Mapping[str, Iterable[Text]]) -> None:
+        self.errors: dict[str, list[Text]] = {k: list(v) for k, v in errors.items() if v}
+        parts = [f"{k}: {m.get('en')}" for k, msgs in self.errors.items() for m in msgs]
+        zh_parts = [f"{k}：{m.get('zh')}" for k, msgs in self.errors.items() for m in msgs]
+        super().__init__(
+            Text(zh="记录无效：" + "；".join(zh_parts), en="Invalid record: " + "; ".join(parts))
+        )
+
+    def as_dict(self, lang: str | None = None) -> dict[str, list[str]]:
+        return {k: [m.get(lang) for m in msgs] for k, msgs in self.errors.items()}
+
+
+class NotFound(FormflowError):
+    http_status = 404
+    default_message = Text(zh="记录不存在", en="Record not found")
+
+
+class PermissionDenied(FormflowError):
+    http_status = 403
+    default_message = Text(zh="没有权限", en="Permission denied")
+
+
+class Conflict(FormflowError):
+    """An update named an old version; says who changed the record and when."""
+
+    http_status = 409
+    default_message = Text(zh="记录已被他人修改", en="The record was changed by someone else")
+
+    def __init__(self, message: Text | str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class TransitionNotAllowed(FormflowError):
+    http_status = 409
+    default_message = Text(
+        zh="当前状态不允许此操作", en="This action is not allowed in the current state"
+    )
+
+
+class ImportFailed(FormflowError):
+    http_status = 422
+    default_message = Text(zh="导入失败", en="Import failed")
+
+
+class SchemaBehind(FormflowError):
+    """The database schema is older than the blueprint: run ``formflow migrate``."""
+
+    http_status = 503

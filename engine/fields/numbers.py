@@ -1,0 +1,369 @@
+"""Numeric kinds: integer, decimal, money, percent.
+
+Canonical values are ``int`` (integer, limited to signed 64-bit) and
+``decimal.Decimal`` (the others; never ``float``). A float from JSON is read via
+its shortest ``repr`` (``0.1`` -> ``Decimal('0.1')``), not its binary value.
+Decimal values are quantized to the field's ``precision`` (default 2), and input
+with more decimal places than that is refused rather than silently rounded.
+Their absolute value must stay below 10^15, so a column needs at most
+15 + precision digits.
+
+Accepted text: ``1234``, ``-1,234.50`` (well-formed thousands separators),
+``1.2e3``, full-width digits; money also takes one leading currency symbol
+(``¥1,234.50``) and percent a trailing ``%``. ``-0`` is read as ``0``. ``NaN``,
+``Infinity`` and their float forms are refused.
+"""
+
+from __future__ import annotations
+
+import decimal
+import math
+import re
+from decimal import Decimal
+from typing import Any
+
+from engine.errors import Problem
+from engine.fields.base import (
+    FieldKind,
+    FieldValueError,
+    bound_messages,
+    compare_bounds,
+    is_int,
+    short_input,
+    show,
+)
+from engine.fields.registry import register
+from engine.i18n import T, Text
+from engine.model import Field
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+#: Decimal values must be strictly smaller than this in absolute value.
+DECIMAL_LIMIT = Decimal(10) ** 15
+DEFAULT_PRECISION = 2
+MAX_PRECISION = 8
+#: Default currency when neither the field nor the loader set one.
+DEFAULT_CURRENCY = "CNY"
+CURRENCY_SYMBOLS: dict[str, str] = {
+    "CNY": "¥",
+    "USD": "$",
+    "EUR": "€",
+    "GBP": "£",
+    "JPY": "JP¥",
+    "HKD": "HK$",
+    "TWD": "NT$",
+    "KRW": "₩",
+    "SGD": "S$",
+    "AUD": "A$",
+    "CAD": "CA$",
+}
+_CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?$")
+_GROUPED = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
+_MAX_NUMBER_TEXT = 100
+# Enough digits for 15 integer digits plus MAX_PRECISION places, with room to spare.
+_CONTEXT = decimal.Context(prec=60, traps=[decimal.InvalidOperation, decimal.Overflow])
+
+
+def not_a_number(raw: Any) -> FieldValueError:
+    return FieldValueError(T(f"不是有效的数字：{show(raw)}", f"not a valid number: {show(raw)}"))
+
+
+def parse_number_text(text: str) -> Decimal:
+    """Strict decimal notation (no NaN/Infinity, no hex) -> Decimal, else raise."""
+    raw = text
+    short = short_input(text, _MAX_NUMBER_TEXT)
+    if short is None:
+        raise not_a_number(raw)
+    text = short
+    if "," in text:
+        if not _GROUPED.match(text):
+            raise not_a_number(raw)
+        text = text.replace(",", "")
+    if not _NUMBER.match(text):
+        raise not_a_number(raw)
+    return Decimal(text)
+
+
+def to_decimal(raw: Any) -> Decimal:
+    """Any accepted numeric input -> a finite Decimal (no range checks yet)."""
+    if isinstance(raw, bool):
+        raise FieldValueError(
+            T(f"应为数字，而不是 {show(raw)}", f"expected a number, got {show(raw)}")
+        )
+    if isinstance(raw, int):
+        return Decimal(raw)
+    if isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise not_a_number(raw)
+        return Decimal(repr(raw))
+    if isinstance(raw, Decimal):
+        if not raw.is_finite():
+            raise not_a_number(raw)
+        return raw
+    if isinstance(raw, str):
+        return parse_number_text(raw)
+    raise FieldValueError(T(f"应为数字，而不是 {show(raw)}", f"expected a number, got {show(raw)}"))
+
+
+def decimal_places(value: Decimal) -> int:
+    """Places after the point ignoring trailing zeros (``1.500`` -> 1), exactly."""
+    _sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or exponent >= 0:
+        return 0
+    places = -exponent
+    index = len(digits) - 1
+    while places > 0 and index >= 0 and digits[index] == 0:
+        places -= 1
+        index -= 1
+    return places
+
+
+def group(value: Decimal, places: int | None) -> str:
+    """``1234.5`` -> ``1,234.50`` (``places`` None: as few places as needed)."""
+    if places is None:
+        value = strip_zeros(value)
+        return f"{value:,f}"
+    return f"{value:,.{places}f}"
+
+
+def strip_zeros(value: Decimal) -> Decimal:
+    """The same number without trailing zeros, never in exponent notation."""
+    places = decimal_places(value)
+    return value.quantize(Decimal(1).scaleb(-places), context=_CONTEXT)
+
+
+class IntegerKind(FieldKind):
+    """A whole number, signed 64-bit. ``2.0`` and ``"2.0"`` are read as 2; 1.5 is refused."""
+
+    name = "integer"
+    label = T("整数", "Whole number")
+    keys = frozenset({"min", "max", "formula"})
+    storage = "integer"
+    widget = "number"
+    type_name = "number"
+
+    def parse(self, field: Field, raw: Any) -> Any:
+        number = Decimal(raw) if is_int(raw) else to_decimal(raw)
+        if number != number.to_integral_value(context=_CONTEXT):
+            raise FieldValueError(T(f"不是整数：{show(raw)}", f"not a whole number: {show(raw)}"))
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise FieldValueError(
+                T(
+                    f"超出整数范围（-2^63 到 2^63-1）：{show(raw)}",
+                    f"out of range for a whole number (-2^63 to 2^63-1): {show(raw)}",
+                )
+            )
+        return int(number)
+
+    def check_definition(self, field: Field) -> list[Problem]:
+        problems, _, _ = compare_bounds(self, field, T("整数", "whole number"))
+        return problems
+
+    def check_value(self, field: Field, value: Any) -> list[Text]:
+        return bound_messages(
+            self,
+            field,
+            value,
+            lambda zh, en: T(f"不能小于 {zh}", f"must be at least {en}"),
+            lambda zh, en: T(f"不能大于 {zh}", f"must be at most {en}"),
+        )
+
+    def from_storage(self, field: Field, value: Any) -> Any:
+        return None if value is None else int(value)
+
+    def show(self, field: Field, value: Any, lang: str) -> str:
+        return f"{value:,}"
+
+
+class DecimalKind(FieldKind):
+    """A decimal number with ``precision`` places (default 2)."""
+
+    name = "decimal"
+    aliases: tuple[str, ...] = ("number",)
+    label = T("小数", "Decimal")
+    keys = frozenset({"min", "max", "precision", "formula"})
+    storage = "decimal"
+    widget = "number"
+    type_name = "number"
+    noun = T("数字", "number")
+
+    def precision(self, field: Field) -> int:
+        """Decimal places of this field's values."""
+        p = field.precision
+        if is_int(p) and p is not None and 0 <= p <= MAX_PRECISION:
+            return p
+        return DEFAULT_PRECISION
+
+    def strip_input(self, field: Field, text: str) -> str:
+        """Remove kind-specific decoration (currency symbol, ``%``) from text input."""
+        return text
+
+    def parse(self, field: Field, raw: Any) -> Any:
+        if isinstance(raw, str):
+            raw_text = raw
+            short = short_input(raw, _MAX_NUMBER_TEXT)
+            if short is None:
+                raise not_a_number(raw)
+            number = parse_number_text(self.strip_input(field, short))
+            raw = raw_text
+        else:
+            number = to_decimal(raw)
+        if abs(number) >= DECIMAL_LIMIT:
+            raise FieldValueError(
+                T(
+                    f"超出范围：绝对值须小于 1,000,000,000,000,000：{show(raw)}",
+                    f"out of range: must be less than 1,000,000,000,000,000 in size: {show(raw)}",
+                )
+            )
+        places = self.precision(field)
+        if decimal_places(number) > places:
+            if places == 0:
+                message = T(f"不能有小数：{show(raw)}", f"no decimal places allowed: {show(raw)}")
+            else:
+                message = T(
+                    f"最多 {places} 位小数：{show(raw)}",
+                    f"at most {places} decimal places: {show(raw)}",
+                )
+            raise FieldValueError(message)
+        number = number.quantize(Decimal(1).scaleb(-places), context=_CONTEXT)
+        if number.is_zero():
+            number = number.copy_abs()  # "-0" is 0
+        return number
+
+    def check_definition(self, field: Field) -> list[Problem]:
+        problems: list[Problem] = []
+        p = field.precision
+        if p is not None and (not is_int(p) or not 0 <= p <= MAX_PRECISION):
+            problems.append(
+                self.problem(
+                    field,
+                    T(
+                        f"precision 应为 0 到 {MAX_PRECISION} 的整数：{show(p)}",
+                        f"precision must be a whole number from 0 to {MAX_PRECISION}: {show(p)}",
+                    ),
+                    T(
+                        f"默认为 {DEFAULT_PRECISION} 位小数",
+                        f"the default is {DEFAULT_PRECISION} places",
+                    ),
+                )
+            )
+            return problems
+        bound_problems, _, _ = compare_bounds(self, field, self.noun)
+        return problems + bound_problems
+
+    def check_value(self, field: Field, value: Any) -> list[Text]:
+        messages: list[Text] = []
+        if abs(value) >= DECIMAL_LIMIT:
+            messages.append(T("超出范围", "out of range"))
+        places = self.precision(field)
+        if decimal_places(value) > places:
+            messages.append(T(f"最多 {places} 位小数", f"at most {places} decimal places"))
+        return messages + bound_messages(
+            self,
+            field,
+            value,
+            lambda zh, en: T(f"不能小于 {zh}", f"must be at least {en}"),
+            lambda zh, en: T(f"不能大于 {zh}", f"must be at most {en}"),
+        )
+
+    def to_json(self, field: Field, value: Any) -> Any:
+        """A string: JSON numbers are binary floats and would lose cents."""
+        return None if value is None else str(value)
+
+    def from_storage(self, field: Field, value: Any) -> Any:
+        if value is None:
+            return None
+        number = to_decimal(str(value) if isinstance(value, float) else value)
+        return number.quantize(Decimal(1).scaleb(-self.precision(field)), context=_CONTEXT)
+
+    def show(self, field: Field, value: Any, lang: str) -> str:
+        places = self.precision(field) if field.precision is not None else None
+        return group(value, places)
+
+
+class MoneyKind(DecimalKind):
+    """An amount in ``currency`` (default: the blueprint's, else CNY); always shown
+    with exactly ``precision`` places: ``¥1,234.50``."""
+
+    name = "money"
+    aliases = ("currency",)
+    label = T("金额", "Money")
+    keys = frozenset({"min", "max", "precision", "currency", "formula"})
+    widget = "money"
+    noun = T("金额", "amount")
+
+    def currency(self, field: Field) -> str:
+        return field.currency or DEFAULT_CURRENCY
+
+    def symbol(self, field: Field) -> str:
+        code = self.currency(field)
+        return CURRENCY_SYMBOLS.get(code, f"{code} ")
+
+    def strip_input(self, field: Field, text: str) -> str:
+        sign = ""
+        if text[:1] in "+-":
+            sign, text = text[0], text[1:].lstrip()
+        code = self.currency(field)
+        symbol = CURRENCY_SYMBOLS.get(code, "")
+        for prefix in sorted({symbol, code} - {""}, key=len, reverse=True):
+            if text.startswith(prefix):
+                text = text[len(prefix) :].lstrip()
+                break
+        if text.endswith("元") and code == "CNY":
+            text = text[:-1].rstrip()
+        elif text.endswith(code):
+            text = text[: -len(code)].rstrip()
+        return sign + text
+
+    def check_definition(self, field: Field) -> list[Problem]:
+        problems = super().check_definition(field)
+        code = field.currency
+        if code is not None and not (isinstance(code, str) and _CURRENCY_CODE.match(code)):
+            hint = T(
+                "用三个大写字母的 ISO 4217 代码，如 CNY、USD",
+                "use a 3-letter ISO 4217 code such as CNY or USD",
+            )
+            if isinstance(code, str) and _CURRENCY_CODE.match(code.upper()):
+                hint = T(f"用大写：{code.upper()}", f"write it in capitals: {code.upper()}")
+            problems.append(
+                self.problem(
+                    field,
+                    T(f"币种代码无效：{show(code)}", f"invalid currency code: {show(code)}"),
+                    hint,
+                )
+            )
+        return problems
+
+    def show(self, field: Field, value: Any, lang: str) -> str:
+        sign = "-" if value < 0 else ""
+        return f"{sign}{self.symbol(field)}{group(abs(value), self.precision(field))}"
+
+
+class PercentKind(DecimalKind):
+    """A percentage stored as the number shown: 60 means 60% (not 0.6).
+
+    ``"60%"`` is accepted. Shown without trailing zeros unless ``precision`` is
+    set: ``60%``, ``12.5%``.
+    """
+
+    name = "percent"
+    aliases = ()
+    label = T("百分比", "Percent")
+    widget = "percent"
+    noun = T("百分比", "percentage")
+
+    def strip_input(self, field: Field, text: str) -> str:
+        if text.endswith("%"):
+            return text[:-1].rstrip()
+        return text
+
+    def show(self, field: Field, value: Any, lang: str) -> str:
+        places = self.precision(field) if field.precision is not None else None
+        return f"{group(value, places)}%"
+
+
+INTEGER = register(IntegerKind())
+DECIMAL = register(DecimalKind())
+MONEY = register(MoneyKind())
+PERCENT = register(PercentKind())

@@ -1,0 +1,1224 @@
+"""The record service: the one door every write goes through.
+
+Forms, the JSON API, imports, flow actions and automations all call
+:class:`RecordService`, so they enforce exactly the same rules: type coercion,
+required / required_if, unique, min/max, lengths, patterns, options, ref
+existence, cross-field rules, defaults, computed fields and autonumbers;
+optimistic locking; an append-only audit row for every change.
+
+Input rules (documented for API clients):
+
+* unknown keys are refused with a field error;
+* ``id``, ``created_at``, ``created_by``, ``updated_at``, ``updated_by`` are
+  ignored (they are the database's), so a client may send back what it read;
+* ``version`` in the data is the expected version of an update;
+* computed (``formula``) and ``autonumber`` fields are ignored: they are always
+  computed by the engine;
+* ``owner`` may be set only by actors the owner policy allows (the system,
+  imports and automations, admins), otherwise it is refused;
+* a flow's status field may only be changed by the flow (``via="flow"``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, TypeVar, cast
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from engine.errors import Conflict, ExpressionError, NotFound, RecordInvalid
+from engine.expressions import EvalContext
+from engine.fields import FieldValueError, kind_of
+from engine.fields import autonumber as autonumber_kind
+from engine.fields.dates import using_timezone
+from engine.i18n import T, Text
+from engine.model import Blueprint, Entity, Field
+from engine.storage.database import is_sqlite, writer
+from engine.storage.schema import EntityTable, Schema, normalise_unique
+
+#: Keys a client may send back that the engine owns; silently ignored.
+IGNORED_KEYS = frozenset({"id", "created_at", "created_by", "updated_at", "updated_by"})
+VIA = ("form", "api", "import", "flow", "automation", "system")
+RECORD_ERROR = "_record"
+
+MSG_REQUIRED = T("必填", "is required")
+MSG_UNKNOWN = T("没有这个字段", "unknown field")
+MSG_UNIQUE = T("已存在相同的值：{value}", "already exists: {value}")
+MSG_REF_MISSING = T(
+    "引用的{entity}记录 #{id} 不存在", "the referenced {entity} #{id} does not exist"
+)
+MSG_OWNER = T("无权指定负责人", "you may not set the owner")
+MSG_STATUS = T("状态只能由审批流程修改", "the status is changed by the approval flow only")
+MSG_READONLY = T("此字段当前为只读", "this field is read-only now")
+MSG_ROW_FORGED = T("第 {n} 行不属于此记录", "row {n} does not belong to this record")
+MSG_MIN_ROWS = T("至少需要 {n} 行", "needs at least {n} rows")
+MSG_MAX_ROWS = T("最多 {n} 行", "allows at most {n} rows")
+MSG_NOT_LIST = T("应为行的列表", "expected a list of rows")
+MSG_REFERENCED = T(
+    "仍被 {count} 条{entity}记录引用，不能删除",
+    "is still referenced by {count} {entity} record(s) and cannot be deleted",
+)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting. ``name=None`` is the engine itself (migrations, demo seeding)."""
+
+    name: str | None
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def is_system(self) -> bool:
+        return self.name is None
+
+    @property
+    def role(self) -> str | None:
+        return sorted(self.roles)[0] if self.roles else None
+
+
+SYSTEM = Actor(name=None, roles=frozenset({"system"}))
+
+
+def default_owner_policy(actor: Actor, entity: Entity, via: str) -> bool:
+    """May ``actor`` set the owner of a record? The permission layer may replace this."""
+    return actor.is_system or via in ("import", "automation", "system") or "admin" in actor.roles
+
+
+@dataclass
+class Record:
+    """A stored record: field values, child rows and the system columns."""
+
+    entity: str
+    id: int
+    values: dict[str, Any]
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    version: int = 1
+    owner: str | None = None
+    created_at: datetime | None = None
+    created_by: str | None = None
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+    warnings: list[Text] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self.values:
+            return self.values[name]
+        if name in self.tables:
+            return self.tables[name]
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except AttributeError:
+            return default
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    user: str | None
+    action: str
+    via: str
+    version: int
+    changes: dict[str, Any]
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.by_field: dict[str, list[Text]] = defaultdict(list)
+
+    def add(self, name: str, message: Text) -> None:
+        if message not in self.by_field[name]:
+            self.by_field[name].append(message)
+
+    def __bool__(self) -> bool:
+        return any(self.by_field.values())
+
+    def raise_if_any(self) -> None:
+        if self:
+            raise RecordInvalid(self.by_field)
+
+
+def _computed_order(fields: Mapping[str, Field]) -> list[Field]:
+    """Computed fields in dependency order (the loader already refused cycles)."""
+    computed = {n: f for n, f in fields.items() if f.formula is not None}
+    order: list[Field] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        f = computed[name]
+        assert f.formula is not None
+        for dep in f.formula.compiled.names:
+            if dep in computed:
+                visit(dep)
+        order.append(f)
+
+    for name in computed:
+        visit(name)
+    return order
+
+
+def _upsert_increment(engine: Engine, seq: sa.Table, key: str, amount: int = 1) -> Any:
+    """``INSERT ... ON CONFLICT DO UPDATE SET value = value + 1 RETURNING value``.
+
+    The row lock this takes serialises concurrent allocations on PostgreSQL; on
+    SQLite the write transaction already does. Numbers therefore never repeat.
+    """
+    if is_sqlite(engine):
+        from sqlalchemy.dialects import sqlite
+
+        lite = sqlite.insert(seq).values(key=key, value=amount)
+        return lite.on_conflict_do_update(
+            index_elements=[seq.c.key], set_={"value": seq.c.value + amount}
+        ).returning(seq.c.value)
+    from sqlalchemy.dialects import postgresql
+
+    pg = postgresql.insert(seq).values(key=key, value=amount)
+    return pg.on_conflict_do_update(
+        index_elements=[seq.c.key], set_={"value": seq.c.value + amount}
+    ).returning(seq.c.value)
+
+
+def _per_language(template: Text, **params: Any) -> Text:
+    """Fill ``template``; a Text parameter contributes its own language to each side."""
+
+    def side(lang: str) -> str:
+        values = {k: v.get(lang) if isinstance(v, Text) else v for k, v in params.items()}
+        return template.get(lang).format(**values)
+
+    return Text(zh=side("zh"), en=side("en"))
+
+
+def _compute_error(exc: ExpressionError) -> Text:
+    return Text(zh=f"无法计算：{exc.message('zh')}", en=f"cannot be computed: {exc.message('en')}")
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _in_business_timezone(method: _F) -> _F:
+    """Read naive dates and times in the blueprint's time zone while ``method`` runs."""
+
+    @functools.wraps(method)
+    def wrapper(self: RecordService, *args: Any, **kwargs: Any) -> Any:
+        with using_timezone(self.tz):
+            return method(self, *args, **kwargs)
+
+    return cast(_F, wrapper)
+
+
+class RecordService:
+    """Create, update, delete and read records of a blueprint's entities."""
+
+    def __init__(
+        self,
+        blueprint: Blueprint,
+        schema: Schema,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        owner_policy: Callable[[Actor, Entity, str], bool] = default_owner_policy,
+    ) -> None:
+        self.blueprint = blueprint
+        self.schema = schema
+        self.engine = engine
+        self.write_engine = writer(engine)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.tz: tzinfo = ZoneInfo(blueprint.timezone)
+        self.owner_policy = owner_policy
+        self._order = {name: _computed_order(e.fields) for name, e in blueprint.entities.items()}
+        self._child_order = {
+            (name, t.name): _computed_order(t.fields)
+            for name, e in blueprint.entities.items()
+            for t in e.tables()
+        }
+        self._status_fields: dict[str, set[str]] = defaultdict(set)
+        for flow in blueprint.flows.values():
+            self._status_fields[flow.entity].add(flow.status_field)
+
+    # -- reading -------------------------------------------------------------
+
+    def _et(self, entity: str) -> EntityTable:
+        try:
+            return self.schema.entity(entity)
+        except KeyError:
+            raise NotFound(T(f"没有实体 {entity}", f"no entity {entity!r}")) from None
+
+    def _row_to_record(self, conn: Connection, et: EntityTable, row: Any) -> Record:
+        values: dict[str, Any] = {}
+        m = row._mapping
+        for name, col in et.columns.items():
+            f = et.entity.fields[name]
+            values[name] = kind_of(f).from_storage(f, m[col])
+        tables: dict[str, list[dict[str, Any]]] = {}
+        for tname, child in et.children.items():
+            rows = conn.execute(
+                sa.select(child.table)
+                .where(child.table.c.parent_id == m["id"])
+                .order_by(child.table.c.position, child.table.c.id)
+            ).all()
+            out: list[dict[str, Any]] = []
+            for r in rows:
+                rm = r._mapping
+                item: dict[str, Any] = {"id": rm["id"]}
+                for cname, col in child.columns.items():
+                    cf = child.field.fields[cname]
+                    item[cname] = kind_of(cf).from_storage(cf, rm[col])
+                out.append(item)
+            tables[tname] = out
+        return Record(
+            entity=et.entity.name,
+            id=m["id"],
+            values=values,
+            tables=tables,
+            version=m["version"],
+            owner=m["owner"],
+            created_at=m["created_at"],
+            created_by=m["created_by"],
+            updated_at=m["updated_at"],
+            updated_by=m["updated_by"],
+        )
+
+    def _load(
+        self, conn: Connection, et: EntityTable, record_id: Any, *, for_update: bool = False
+    ) -> Record:
+        try:
+            rid = int(record_id)
+        except (TypeError, ValueError):
+            raise NotFound() from None
+        stmt = sa.select(et.table).where(et.table.c.id == rid)
+        if for_update and not is_sqlite(self.engine):
+            stmt = stmt.with_for_update()
+        row = conn.execute(stmt).first()
+        if row is None:
+            raise NotFound()
+        return self._row_to_record(conn, et, row)
+
+    def get(self, entity: str, record_id: Any, *, actor: Actor = SYSTEM) -> Record:
+        et = self._et(entity)
+        with self.engine.connect() as conn:
+            return self._load(conn, et, record_id)
+
+    def history(self, entity: str, record_id: Any, *, actor: Actor = SYSTEM) -> list[AuditEntry]:
+        """The audit trail of one record, oldest first."""
+        et = self._et(entity)
+        audit = self.schema.audit
+        with self.engine.connect() as conn:
+            self._load(conn, et, record_id)
+            rows = conn.execute(
+                sa.select(audit)
+                .where(audit.c.entity == entity, audit.c.record_id == int(record_id))
+                .order_by(audit.c.id)
+            ).all()
+        return [
+            AuditEntry(
+                id=r.id,
+                at=r.at,
+                user=r.user,
+                action=r.action,
+                via=r.via,
+                version=r.version,
+                changes=dict(r.changes),
+            )
+            for r in rows
+        ]
+
+    # -- preparing values ------------------------------------------------------
+
+    def _context(
+        self,
+        values: Mapping[str, Any],
+        tables: Mapping[str, Sequence[Mapping[str, Any]]],
+        actor: Actor,
+        prior: Mapping[str, Any] | None,
+        warnings: list[Text],
+    ) -> EvalContext:
+        return EvalContext(
+            values=values,
+            tables=tables,
+            prior=prior,
+            user=actor.name,
+            role=actor.role,
+            now=self.clock,
+            tz=self.tz,
+            warnings=warnings,
+        )
+
+    def _coerce(self, f: Field, raw: Any, key: str, errors: _Errors) -> Any:
+        try:
+            return kind_of(f).coerce(f, raw)
+        except FieldValueError as exc:
+            errors.add(key, exc.text)
+            return None
+
+    def _coerce_rows(
+        self,
+        entity: Entity,
+        table: Field,
+        raw: Any,
+        existing: list[dict[str, Any]] | None,
+        errors: _Errors,
+    ) -> list[dict[str, Any]]:
+        if not isinstance(raw, list | tuple):
+            errors.add(table.name, MSG_NOT_LIST)
+            return list(existing or [])
+        existing_ids = {r["id"] for r in existing or []}
+        rows: list[dict[str, Any]] = []
+        for i, item in enumerate(raw):
+            key = f"{table.name}[{i}]"
+            if not isinstance(item, Mapping):
+                errors.add(key, MSG_NOT_LIST)
+                continue
+            row: dict[str, Any] = {}
+            rid = item.get("id")
+            if rid not in (None, ""):
+                try:
+                    rid_int = int(rid)
+                except (TypeError, ValueError):
+                    rid_int = -1
+                if rid_int not in existing_ids:
+                    errors.add(key, MSG_ROW_FORGED.format(n=i + 1))
+                    continue
+                row["id"] = rid_int
+            for name, value in item.items():
+                if name in ("id", "parent_id", "position"):
+                    continue
+                cf = table.fields.get(name)
+                if cf is None:
+                    errors.add(f"{key}.{name}", MSG_UNKNOWN)
+                    continue
+                if cf.formula is not None or cf.kind == "autonumber":
+                    continue
+                row[name] = self._coerce(cf, value, f"{key}.{name}", errors)
+            for name, cf in table.fields.items():
+                if name not in row and cf.formula is None:
+                    row[name] = self._default(cf, row, {}, SYSTEM, [], errors, f"{key}.{name}")
+            rows.append(row)
+        return rows
+
+    def _default(
+        self,
+        f: Field,
+        values: Mapping[str, Any],
+        tables: Mapping[str, Sequence[Mapping[str, Any]]],
+        actor: Actor,
+        warnings: list[Text],
+        errors: _Errors,
+        key: str,
+    ) -> Any:
+        if f.default_formula is not None:
+            try:
+                raw = f.default_formula.compiled.evaluate(
+                    self._context(values, tables, actor, None, warnings)
+                )
+            except ExpressionError as exc:
+                errors.add(key, _compute_error(exc))
+                return None
+            return self._coerce(f, raw, key, errors)
+        if f.default is not None:
+            return self._coerce(f, f.default, key, errors)
+        return None
+
+    def _compute(
+        self,
+        entity: Entity,
+        values: dict[str, Any],
+        tables: dict[str, list[dict[str, Any]]],
+        actor: Actor,
+        prior: Mapping[str, Any] | None,
+        warnings: list[Text],
+        errors: _Errors,
+    ) -> None:
+        for table in entity.tables():
+            order = self._child_order[(entity.name, table.name)]
+            for i, row in enumerate(tables.get(table.name, [])):
+                for cf in order:
+                    assert cf.formula is not None
+                    row[cf.name] = self._eval_computed(
+                        cf, row, {}, actor, None, warnings, errors, f"{table.name}[{i}].{cf.name}"
+                    )
+        for f in self._order[entity.name]:
+            values[f.name] = self._eval_computed(
+                f, values, tables, actor, prior, warnings, errors, f.name
+            )
+
+    def _eval_computed(
+        self,
+        f: Field,
+        values: Mapping[str, Any],
+        tables: Mapping[str, Sequence[Mapping[str, Any]]],
+        actor: Actor,
+        prior: Mapping[str, Any] | None,
+        warnings: list[Text],
+        errors: _Errors,
+        key: str,
+    ) -> Any:
+        assert f.formula is not None
+        try:
+            raw = f.formula.compiled.evaluate(self._context(values, tables, actor, prior, warnings))
+        except ExpressionError as exc:
+            errors.add(key, _compute_error(exc))
+            return None
+        if raw is None:
+            return None
+        kind = kind_of(f)
+        if isinstance(raw, Decimal) and kind.storage_of(f) == "decimal":
+            # A computed amount is rounded to the field's precision, not refused.
+            places = f.precision if f.precision is not None else 2
+            raw = raw.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+        try:
+            return kind.coerce(f, raw)
+        except FieldValueError as exc:
+            errors.add(key, exc.text)
+            return None
+
+    def _condition(
+        self,
+        formula: Any,
+        values: Mapping[str, Any],
+        tables: Mapping[str, Sequence[Mapping[str, Any]]],
+        actor: Actor,
+        prior: Mapping[str, Any] | None,
+        warnings: list[Text],
+    ) -> bool:
+        try:
+            return bool(
+                formula.compiled.evaluate(self._context(values, tables, actor, prior, warnings))
+            )
+        except ExpressionError:
+            return False
+
+    def _validate(
+        self,
+        conn: Connection,
+        et: EntityTable,
+        values: dict[str, Any],
+        tables: dict[str, list[dict[str, Any]]],
+        actor: Actor,
+        prior: Record | None,
+        warnings: list[Text],
+        errors: _Errors,
+        *,
+        db: bool = True,
+    ) -> None:
+        """Every check on a prepared record; ``db=False`` leaves refs/unique to the caller."""
+        entity = et.entity
+        prior_values = prior.values if prior else None
+        action = "update" if prior else "create"
+        for name, f in entity.fields.items():
+            if f.kind == "table":
+                rows = tables.get(name, [])
+                if f.min_rows is not None and len(rows) < f.min_rows:
+                    errors.add(name, MSG_MIN_ROWS.format(n=f.min_rows))
+                if f.max_rows is not None and len(rows) > f.max_rows:
+                    errors.add(name, MSG_MAX_ROWS.format(n=f.max_rows))
+                for i, row in enumerate(rows):
+                    for cname, cf in f.fields.items():
+                        self._validate_value(
+                            cf, row.get(cname), f"{name}[{i}].{cname}", errors, required=cf.required
+                        )
+                continue
+            visible = f.visible_if is None or self._condition(
+                f.visible_if, values, tables, actor, prior_values, warnings
+            )
+            required = visible and (
+                f.required
+                or (
+                    f.required_if is not None
+                    and self._condition(
+                        f.required_if, values, tables, actor, prior_values, warnings
+                    )
+                )
+            )
+            self._validate_value(f, values.get(name), name, errors, required=required)
+            if (
+                prior is not None
+                and f.readonly_if is not None
+                and values.get(name) != prior.values.get(name)
+                and self._condition(
+                    f.readonly_if, prior.values, prior.tables, actor, prior_values, warnings
+                )
+            ):
+                errors.add(name, MSG_READONLY)
+        for rule in entity.rules:
+            if action not in rule.on:
+                continue
+            if not self._condition(rule.check, values, tables, actor, prior_values, warnings):
+                errors.add(rule.field or RECORD_ERROR, rule.message)
+        if db:
+            self._check_refs(conn, entity, values, tables, errors)
+            self._check_unique(conn, et, values, prior.id if prior else None, errors)
+
+    def _validate_value(
+        self, f: Field, value: Any, key: str, errors: _Errors, *, required: bool
+    ) -> None:
+        blank = value is None or value == "" or value == []
+        if blank:
+            if required and f.kind != "autonumber":
+                errors.add(key, MSG_REQUIRED)
+            return
+        for msg in kind_of(f).validate(f, value):
+            errors.add(key, msg)
+
+    def _check_refs(
+        self,
+        conn: Connection,
+        entity: Entity,
+        values: Mapping[str, Any],
+        tables: Mapping[str, list[dict[str, Any]]],
+        errors: _Errors,
+    ) -> None:
+        wanted: dict[str, set[int]] = defaultdict(set)
+        places: list[tuple[str, str, int]] = []
+        for name, f in entity.fields.items():
+            if f.kind == "ref" and f.to and values.get(name) is not None:
+                wanted[f.to].add(values[name])
+                places.append((name, f.to, values[name]))
+            if f.kind == "table":
+                for i, row in enumerate(tables.get(name, [])):
+                    for cname, cf in f.fields.items():
+                        if cf.kind == "ref" and cf.to and row.get(cname) is not None:
+                            wanted[cf.to].add(row[cname])
+                            places.append((f"{name}[{i}].{cname}", cf.to, row[cname]))
+        found: dict[str, set[int]] = {}
+        for target, ids in wanted.items():
+            tt = self.schema.entity(target).table
+            found[target] = set(
+                conn.execute(sa.select(tt.c.id).where(tt.c.id.in_(sorted(ids)))).scalars()
+            )
+        for key, target, rid in places:
+            if rid not in found[target]:
+                label = self.blueprint.entities[target].label
+                errors.add(key, _per_language(MSG_REF_MISSING, entity=label, id=rid))
+
+    def _check_unique(
+        self,
+        conn: Connection,
+        et: EntityTable,
+        values: Mapping[str, Any],
+        own_id: int | None,
+        errors: _Errors,
+    ) -> None:
+        for name, f in et.entity.fields.items():
+            if not f.unique or values.get(name) is None:
+                continue
+            if name in et.unique_keys:
+                col = et.unique_keys[name]
+                probe: Any = normalise_unique(values[name])
+            else:
+                col = et.columns[name]
+                probe = values[name]
+            stmt = sa.select(et.table.c.id).where(col == probe)
+            if own_id is not None:
+                stmt = stmt.where(et.table.c.id != own_id)
+            if conn.execute(stmt.limit(1)).first() is not None:
+                errors.add(name, MSG_UNIQUE.format(value=values[name]))
+
+    def _prepare(
+        self,
+        et: EntityTable,
+        data: Mapping[str, Any],
+        actor: Actor,
+        via: str,
+        prior: Record | None,
+        errors: _Errors,
+    ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]], str | None, list[Text]]:
+        """Coerce input, merge with the prior record or defaults, compute formulas."""
+        entity = et.entity
+        provided: dict[str, Any] = {}
+        tables: dict[str, list[dict[str, Any]]] = (
+            {k: [dict(r) for r in v] for k, v in prior.tables.items()} if prior else {}
+        )
+        owner = prior.owner if prior else actor.name
+        status_fields = self._status_fields.get(entity.name, set())
+        for key, raw in data.items():
+            if key in IGNORED_KEYS or key == "version":
+                continue
+            if key == "owner":
+                if prior is not None and raw == prior.owner:
+                    continue
+                if not self.owner_policy(actor, entity, via):
+                    errors.add("owner", MSG_OWNER)
+                    continue
+                owner = None if raw in (None, "") else str(raw)
+                continue
+            f = entity.fields.get(key)
+            if f is None:
+                errors.add(key, MSG_UNKNOWN)
+                continue
+            if f.formula is not None or f.kind == "autonumber":
+                continue
+            if f.kind == "table":
+                tables[key] = self._coerce_rows(
+                    entity, f, raw, prior.tables.get(key) if prior else None, errors
+                )
+                continue
+            value = self._coerce(f, raw, key, errors)
+            if key in status_fields and via not in ("flow", "system"):
+                current = prior.values.get(key) if prior else None
+                if value != current and not (prior is None and value == self._status_default(f)):
+                    errors.add(key, MSG_STATUS)
+                    continue
+            provided[key] = value
+        warnings: list[Text] = []
+        if prior is not None:
+            values = dict(prior.values)
+            values.update(provided)
+        else:
+            values = dict(provided)
+            for name, f in entity.fields.items():
+                if f.kind == "table":
+                    tables.setdefault(name, [])
+                elif name not in values and f.formula is None and f.kind != "autonumber":
+                    values[name] = None
+            for name, f in entity.fields.items():
+                if (
+                    name not in provided
+                    and f.kind not in ("table", "autonumber")
+                    and f.formula is None
+                ):
+                    values[name] = self._default(f, values, tables, actor, warnings, errors, name)
+        self._compute(
+            entity, values, tables, actor, prior.values if prior else None, warnings, errors
+        )
+        return values, tables, owner, warnings
+
+    def _status_default(self, f: Field) -> Any:
+        if f.default is None:
+            return None
+        try:
+            return kind_of(f).coerce(f, f.default)
+        except FieldValueError:
+            return None
+
+    # -- writing ---------------------------------------------------------------
+
+    def _columns_for(self, et: EntityTable, values: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, col in et.columns.items():
+            f = et.entity.fields[name]
+            if name in values:
+                out[col.name] = kind_of(f).to_storage(f, values[name])
+        for name, col in et.unique_keys.items():
+            v = values.get(name)
+            out[col.name] = None if v is None else normalise_unique(v)
+        return out
+
+    def _allocate_autonumbers(
+        self, conn: Connection, et: EntityTable, values: dict[str, Any], now: datetime
+    ) -> None:
+        seq = self.schema.sequences
+        local_now = now.astimezone(self.tz)
+        for name, f in et.entity.fields.items():
+            if f.kind != "autonumber" or values.get(name):
+                continue
+            key = f"{et.entity.name}.{name}:{autonumber_kind.sequence_key(f, local_now)}"
+            stmt = _upsert_increment(self.engine, seq, key)
+            number = conn.execute(stmt).scalar_one()
+            values[name] = autonumber_kind.render(f, number, local_now)
+
+    def _write_children(
+        self,
+        conn: Connection,
+        et: EntityTable,
+        record_id: int,
+        tables: Mapping[str, list[dict[str, Any]]],
+        prior: Record | None,
+    ) -> dict[str, Any]:
+        """Insert/update/delete child rows; return the audit diff per table."""
+        changes: dict[str, Any] = {}
+        for tname, child in et.children.items():
+            rows = tables.get(tname, [])
+            before = {r["id"]: r for r in (prior.tables.get(tname, []) if prior else [])}
+            kept: set[int] = set()
+            diff: dict[str, Any] = {"added": 0, "changed": 0, "removed": 0}
+            for pos, row in enumerate(rows):
+                payload = {"position": pos}
+                for cname, col in child.columns.items():
+                    cf = child.field.fields[cname]
+                    payload[col.name] = kind_of(cf).to_storage(cf, row.get(cname))
+                rid = row.get("id")
+                if rid is not None and rid in before:
+                    kept.add(rid)
+                    old = {k: v for k, v in before[rid].items() if k != "id"}
+                    new = {k: v for k, v in row.items() if k != "id"}
+                    if old != new or list(before).index(rid) != pos:
+                        conn.execute(
+                            child.table.update()
+                            .where(child.table.c.id == rid, child.table.c.parent_id == record_id)
+                            .values(**payload)
+                        )
+                        diff["changed"] += 1
+                else:
+                    new_id = conn.execute(
+                        child.table.insert().values(parent_id=record_id, **payload)
+                    ).inserted_primary_key
+                    row["id"] = new_id[0] if new_id else None
+                    diff["added"] += 1
+            gone = [rid for rid in before if rid not in kept]
+            if gone:
+                conn.execute(
+                    child.table.delete().where(
+                        child.table.c.parent_id == record_id, child.table.c.id.in_(gone)
+                    )
+                )
+                diff["removed"] = len(gone)
+            if prior is None or any(diff.values()):
+                if prior is None and not rows:
+                    continue
+                changes[tname] = diff
+        return changes
+
+    def _audit(
+        self,
+        conn: Connection,
+        *,
+        entity: str,
+        record_id: int,
+        action: str,
+        via: str,
+        version: int,
+        actor: Actor,
+        changes: Mapping[str, Any],
+        at: datetime,
+    ) -> None:
+        conn.execute(
+            self.schema.audit.insert().values(
+                at=at,
+                user=actor.name,
+                entity=entity,
+                record_id=record_id,
+                action=action,
+                via=via,
+                version=version,
+                changes=dict(changes),
+            )
+        )
+
+    @_in_business_timezone
+    def create(
+        self,
+        entity: str,
+        data: Mapping[str, Any],
+        *,
+        actor: Actor = SYSTEM,
+        via: str = "api",
+        idempotency_key: str | None = None,
+    ) -> Record:
+        """Validate and store a new record; all problems come back in one RecordInvalid."""
+        et = self._et(entity)
+        with self.write_engine.begin() as conn:
+            if idempotency_key:
+                existing = self._idempotent(conn, et, idempotency_key)
+                if existing is not None:
+                    return existing
+            errors = _Errors()
+            values, tables, owner, warnings = self._prepare(et, data, actor, via, None, errors)
+            self._validate(conn, et, values, tables, actor, None, warnings, errors)
+            errors.raise_if_any()
+            now = self.clock()
+            self._allocate_autonumbers(conn, et, values, now)
+            row = self._columns_for(et, values)
+            row.update(
+                version=1,
+                owner=owner,
+                created_at=now,
+                created_by=actor.name,
+                updated_at=now,
+                updated_by=actor.name,
+            )
+            try:
+                result = conn.execute(et.table.insert().values(**row))
+            except sa.exc.IntegrityError:
+                conn.rollback()
+                raise self._integrity_error(et, values) from None
+            record_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            child_changes = self._write_children(conn, et, record_id, tables, None)
+            changes = {k: [None, v] for k, v in values.items() if v is not None}
+            if owner is not None:
+                changes["owner"] = [None, owner]
+            changes.update(child_changes)
+            self._audit(
+                conn,
+                entity=entity,
+                record_id=record_id,
+                action="create",
+                via=via,
+                version=1,
+                actor=actor,
+                changes=changes,
+                at=now,
+            )
+            if idempotency_key:
+                conn.execute(
+                    self.schema.idempotency.insert().values(
+                        key=idempotency_key, entity=entity, record_id=record_id, created_at=now
+                    )
+                )
+        return Record(
+            entity=entity,
+            id=record_id,
+            values=values,
+            tables=tables,
+            version=1,
+            owner=owner,
+            created_at=now,
+            created_by=actor.name,
+            updated_at=now,
+            updated_by=actor.name,
+            warnings=warnings,
+        )
+
+    def _idempotent(self, conn: Connection, et: EntityTable, key: str) -> Record | None:
+        idem = self.schema.idempotency
+        row = conn.execute(
+            sa.select(idem.c.record_id, idem.c.entity).where(idem.c.key == key)
+        ).first()
+        if row is None:
+            return None
+        if row.entity != et.entity.name:
+            raise Conflict(
+                T("幂等键已用于其他实体", "the idempotency key was used for another entity")
+            )
+        return self._load(conn, et, row.record_id)
+
+    def _integrity_error(self, et: EntityTable, values: Mapping[str, Any]) -> RecordInvalid:
+        """A constraint the pre-checks could not see (a concurrent writer won the race)."""
+        errors = _Errors()
+        for name, f in et.entity.fields.items():
+            if f.unique and values.get(name) is not None:
+                errors.add(name, MSG_UNIQUE.format(value=values[name]))
+        if not errors:
+            errors.add(RECORD_ERROR, T("违反数据库约束", "violates a database constraint"))
+        return RecordInvalid(errors.by_field)
+
+    @_in_business_timezone
+    def update(
+        self,
+        entity: str,
+        record_id: Any,
+        data: Mapping[str, Any],
+        *,
+        version: int | None = None,
+        actor: Actor = SYSTEM,
+        via: str = "api",
+    ) -> Record:
+        """Apply changes to a record whose current version is ``version``.
+
+        A stale version raises :class:`Conflict` naming who changed it and when;
+        nothing is overwritten silently.
+        """
+        et = self._et(entity)
+        if version is None and data.get("version") is not None:
+            version = data["version"]
+        with self.write_engine.begin() as conn:
+            prior = self._load(conn, et, record_id, for_update=True)
+            if version is None:
+                raise Conflict(
+                    T("更新需提供记录版本", "an update must name the record version"),
+                    current_version=prior.version,
+                )
+            try:
+                expected = int(version)
+            except (TypeError, ValueError):
+                expected = -1
+            if expected != prior.version:
+                raise self._conflict(prior)
+            errors = _Errors()
+            values, tables, owner, warnings = self._prepare(et, data, actor, via, prior, errors)
+            self._validate(conn, et, values, tables, actor, prior, warnings, errors)
+            errors.raise_if_any()
+            changes: dict[str, Any] = {
+                k: [prior.values.get(k), v] for k, v in values.items() if prior.values.get(k) != v
+            }
+            if owner != prior.owner:
+                changes["owner"] = [prior.owner, owner]
+            now = self.clock()
+            child_changes = self._write_children(conn, et, prior.id, tables, prior)
+            changes.update(child_changes)
+            if not changes:
+                return prior
+            row = self._columns_for(et, values)
+            row.update(
+                version=prior.version + 1, owner=owner, updated_at=now, updated_by=actor.name
+            )
+            try:
+                result = conn.execute(
+                    et.table.update()
+                    .where(et.table.c.id == prior.id, et.table.c.version == prior.version)
+                    .values(**row)
+                )
+            except sa.exc.IntegrityError:
+                conn.rollback()
+                raise self._integrity_error(et, values) from None
+            if result.rowcount != 1:
+                conn.rollback()
+                with self.engine.connect() as fresh:
+                    raise self._conflict(self._load(fresh, et, prior.id))
+            self._audit(
+                conn,
+                entity=entity,
+                record_id=prior.id,
+                action="update",
+                via=via,
+                version=prior.version + 1,
+                actor=actor,
+                changes=changes,
+                at=now,
+            )
+            record = self._load(conn, et, prior.id)
+        record.warnings = warnings
+        return record
+
+    def _conflict(self, current: Record) -> Conflict:
+        when = current.updated_at.isoformat(timespec="seconds") if current.updated_at else "?"
+        who = current.updated_by or T("系统", "the system").get("en")
+        return Conflict(
+            T(
+                f"记录已被 {current.updated_by or '系统'} 于 {when} 修改"
+                f"（当前版本 {current.version}），请刷新后重试",
+                f"the record was changed by {who} at {when} (now version {current.version});"
+                " reload and try again",
+            ),
+            current_version=current.version,
+            updated_by=current.updated_by,
+            updated_at=when,
+        )
+
+    def delete(
+        self,
+        entity: str,
+        record_id: Any,
+        *,
+        version: int | None = None,
+        actor: Actor = SYSTEM,
+        via: str = "api",
+    ) -> None:
+        """Delete a record (and its child rows); refused while other records reference it."""
+        et = self._et(entity)
+        with self.write_engine.begin() as conn:
+            prior = self._load(conn, et, record_id, for_update=True)
+            if version is not None and int(version) != prior.version:
+                raise self._conflict(prior)
+            errors = _Errors()
+            for other in self.blueprint.entities.values():
+                for f in other.fields.values():
+                    if f.kind == "ref" and f.to == entity and f.on_delete == "restrict":
+                        ot = self.schema.entity(other.name)
+                        count = conn.execute(
+                            sa.select(sa.func.count())
+                            .select_from(ot.table)
+                            .where(ot.columns[f.name] == prior.id)
+                        ).scalar_one()
+                        if count:
+                            msg = _per_language(MSG_REFERENCED, count=count, entity=other.label)
+                            errors.add(RECORD_ERROR, msg)
+            errors.raise_if_any()
+            now = self.clock()
+            old = {k: [v, None] for k, v in prior.values.items() if v is not None}
+            conn.execute(et.table.delete().where(et.table.c.id == prior.id))
+            self._audit(
+                conn,
+                entity=entity,
+                record_id=prior.id,
+                action="delete",
+                via=via,
+                version=prior.version + 1,
+                actor=actor,
+                changes=old,
+                at=now,
+            )
+
+    @_in_business_timezone
+    def create_many(
+        self,
+        entity: str,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        actor: Actor = SYSTEM,
+        via: str = "import",
+        conn: Connection | None = None,
+    ) -> list[int]:
+        """Create many records in one transaction: all are stored, or none.
+
+        The same rules as :meth:`create`, checked in bulk: values, formulas and
+        rules per row in memory; ref existence and uniqueness (within the batch
+        and against the database) with one query per chunk; rows, child rows and
+        audit entries written with executemany. Raises :class:`BatchInvalid` with
+        every bad row's errors (by 0-based row index). Pass ``conn`` to take part
+        in a caller's transaction (imports stream several chunks in one).
+        """
+        if conn is None:
+            with self.write_engine.begin() as own:
+                return self.create_many(entity, rows, actor=actor, via=via, conn=own)
+        et = self._et(entity)
+        bad: dict[int, dict[str, list[Text]]] = {}
+        prepared: list[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], str | None]]
+        prepared = []
+        for i, data in enumerate(rows):
+            errors = _Errors()
+            values, tables, owner, warnings = self._prepare(et, data, actor, via, None, errors)
+            self._validate(conn, et, values, tables, actor, None, warnings, errors, db=False)
+            if errors:
+                bad[i] = errors.by_field
+            prepared.append((i, values, tables, owner))
+        for i, key, message in self._bulk_db_checks(conn, et, prepared):
+            bad.setdefault(i, {}).setdefault(key, []).append(message)
+        if bad:
+            raise BatchInvalid(bad)
+        now = self.clock()
+        self._allocate_autonumbers_bulk(conn, et, [v for _, v, _, _ in prepared], now)
+        payload = []
+        for _, values, _, owner in prepared:
+            row = self._columns_for(et, values)
+            row.update(
+                version=1,
+                owner=owner,
+                created_at=now,
+                created_by=actor.name,
+                updated_at=now,
+                updated_by=actor.name,
+            )
+            payload.append(row)
+        if not payload:
+            return []
+        try:
+            result = conn.execute(
+                et.table.insert().returning(et.table.c.id, sort_by_parameter_order=True),
+                payload,
+            )
+        except sa.exc.IntegrityError:
+            raise self._integrity_error(et, prepared[0][1]) from None
+        ids = [int(r[0]) for r in result]
+        audit_rows = []
+        for rid, (_, values, tables, owner) in zip(ids, prepared, strict=True):
+            changes: dict[str, Any] = {k: [None, v] for k, v in values.items() if v is not None}
+            if owner is not None:
+                changes["owner"] = [None, owner]
+            if et.children:
+                changes.update(self._write_children(conn, et, rid, tables, None))
+            audit_rows.append(
+                {
+                    "at": now,
+                    "user": actor.name,
+                    "entity": entity,
+                    "record_id": rid,
+                    "action": "create",
+                    "via": via,
+                    "version": 1,
+                    "changes": changes,
+                }
+            )
+        conn.execute(self.schema.audit.insert(), audit_rows)
+        return ids
+
+    def _bulk_db_checks(
+        self,
+        conn: Connection,
+        et: EntityTable,
+        prepared: Sequence[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], Any]],
+    ) -> Iterator[tuple[int, str, Text]]:
+        """Ref existence and uniqueness for a whole batch, one query per field and chunk."""
+        entity = et.entity
+        by_index = {i: v for i, v, _, _ in prepared}
+        for name, f in entity.fields.items():
+            if f.kind == "ref" and f.to:
+                wanted = {v[name] for _, v, _, _ in prepared if v.get(name) is not None}
+                found = self._existing_ids(conn, f.to, wanted)
+                label = self.blueprint.entities[f.to].label
+                for i, v, _, _ in prepared:
+                    if v.get(name) is not None and v[name] not in found:
+                        yield i, name, _per_language(MSG_REF_MISSING, entity=label, id=v[name])
+            if f.unique:
+                seen: dict[Any, int] = {}
+                probes: dict[Any, list[int]] = defaultdict(list)
+                for i, v, _, _ in prepared:
+                    value = v.get(name)
+                    if value is None:
+                        continue
+                    probe = normalise_unique(value) if name in et.unique_keys else value
+                    if probe in seen:
+                        yield i, name, MSG_UNIQUE.format(value=value)
+                    else:
+                        seen[probe] = i
+                    probes[probe].append(i)
+                col = et.unique_keys.get(name, et.columns[name])
+                keys = list(probes)
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start : start + 500]
+                    taken = conn.execute(sa.select(col).where(col.in_(chunk))).scalars()
+                    for probe in taken:
+                        for i in probes.get(probe, []):
+                            value = by_index[i].get(name)
+                            yield i, name, MSG_UNIQUE.format(value=value)
+        for tname, child in et.children.items():
+            for cname, cf in child.field.fields.items():
+                if cf.kind != "ref" or not cf.to:
+                    continue
+                wanted = {
+                    r[cname]
+                    for _, _, t, _ in prepared
+                    for r in t.get(tname, [])
+                    if r.get(cname) is not None
+                }
+                found = self._existing_ids(conn, cf.to, wanted)
+                label = self.blueprint.entities[cf.to].label
+                for i, _, t, _ in prepared:
+                    for n, r in enumerate(t.get(tname, [])):
+                        if r.get(cname) is not None and r[cname] not in found:
+                            msg = _per_language(MSG_REF_MISSING, entity=label, id=r[cname])
+                            yield i, f"{tname}[{n}].{cname}", msg
+
+    def _existing_ids(self, conn: Connection, entity: str, wanted: set[Any]) -> set[int]:
+        if not wanted:
+            return set()
+        table = self.schema.entity(entity).table
+        ids = sorted(wanted)
+        found: set[int] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found.update(conn.execute(sa.select(table.c.id).where(table.c.id.in_(chunk))).scalars())
+        return found
+
+    def _allocate_autonumbers_bulk(
+        self, conn: Connection, et: EntityTable, rows: Sequence[dict[str, Any]], now: datetime
+    ) -> None:
+        """Reserve one block of sequence numbers per autonumber field for a batch."""
+        local_now = now.astimezone(self.tz)
+        for name, f in et.entity.fields.items():
+            if f.kind != "autonumber":
+                continue
+            need = [v for v in rows if not v.get(name)]
+            if not need:
+                continue
+            key = f"{et.entity.name}.{name}:{autonumber_kind.sequence_key(f, local_now)}"
+            last = conn.execute(
+                _upsert_increment(self.engine, self.schema.sequences, key, len(need))
+            ).scalar_one()
+            first = int(last) - len(need) + 1
+            for n, values in enumerate(need):
+                values[name] = autonumber_kind.render(f, first + n, local_now)
+
+
+class BatchInvalid(RecordInvalid):
+    """Some rows of a batch are invalid; ``rows`` maps row index -> field errors."""
+
+    def __init__(self, rows: Mapping[int, Mapping[str, list[Text]]]) -> None:
+        self.rows = {i: dict(errs) for i, errs in rows.items()}
+        flat: dict[str, list[Text]] = {}
+        for i, errs in self.rows.items():
+            for name, msgs in errs.items():
+                flat[f"row {i + 1}: {name}"] = list(msgs)
+        super().__init__(flat)

@@ -1,0 +1,449 @@
+"""The record service on SQLite and PostgreSQL: every write path's rules."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from engine.errors import Conflict, NotFound, RecordInvalid
+from engine.loader import load
+from engine.records import SYSTEM, Actor, BatchInvalid, RecordService
+from engine.storage.database import create_engine
+from engine.storage.schema import build_schema
+
+BLUEPRINT = """
+formflow: 1
+id: shop
+title: {zh: 测试, en: Test}
+roles:
+  rep: {zh: 销售, en: Rep}
+  admin: {zh: 管理员, en: Admin}
+entities:
+  customer:
+    label: {zh: 客户, en: Customer}
+    title_field: name
+    fields:
+      name: {type: text, label: {zh: 名称, en: Name}, required: true, unique: true, max_length: 50}
+      level: {type: choice, label: 等级, options: [A, B, C], default: C}
+      revenue: {type: money, label: {zh: 年营收, en: Revenue}, min: 0}
+      email: {type: email, label: 邮箱}
+      code: {type: text, label: 代码, pattern: '^[A-Z]{3}$'}
+    rules:
+      - check: "level != 'A' or revenue >= 1000000"
+        field: level
+        message:
+          zh: A 级客户年营收需不少于 100 万
+          en: "A-level customers need revenue of at least 1,000,000"
+  deal:
+    label: {zh: 商机, en: Deal}
+    fields:
+      code: {type: autonumber, label: 编号, format: "D-{YYYY}{MM}-{SEQ:4}"}
+      customer: {type: ref, label: 客户, to: customer, required: true}
+      stage: {type: choice, label: 阶段, options: [lead, proposal, won, lost], default: lead}
+      status:
+        type: choice
+        label: 状态
+        options: [draft, pending, approved, rejected]
+        default: draft
+      amount: {type: money, label: 金额, min: 0}
+      probability:
+        type: percent
+        label: 概率
+        formula: "CHOOSE_BY(stage, {'lead': 10, 'proposal': 60, 'won': 100, 'lost': 0})"
+      close_date: {type: date, label: 成交日期, required_if: "stage == 'won'"}
+      win_reason: {type: text, label: 赢单原因, visible_if: "stage == 'won'", required: true}
+      opened: {type: date, label: 开始日期, default: "=TODAY()"}
+      lines:
+        type: table
+        label: 明细
+        fields:
+          product: {type: text, label: 产品, required: true}
+          qty: {type: integer, label: 数量, min: 1}
+          price: {type: money, label: 单价}
+      total: {type: money, label: 合计, formula: "SUM(lines.qty * lines.price)"}
+flows:
+  approval:
+    entity: deal
+    status_field: status
+    steps:
+      manager: {label: 经理审批, approvers: {role: admin}, mode: any}
+"""
+
+NOW = datetime(2026, 11, 27, 8, 30, tzinfo=UTC)
+REP = Actor("li.lei", frozenset({"rep"}))
+
+
+@pytest.fixture
+def service(tmp_path: Path, db_url: str) -> Iterator[RecordService]:
+    path = tmp_path / "blueprint.yaml"
+    path.write_text(BLUEPRINT, encoding="utf-8")
+    bp = load(path)
+    schema = build_schema(bp)
+    engine = create_engine(db_url)
+    schema.metadata.create_all(engine)
+    yield RecordService(bp, schema, engine, clock=lambda: NOW)
+    engine.dispose()
+
+
+def count(service: RecordService, entity: str) -> int:
+    table = service.schema.entity(entity).table
+    with service.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def customer(service: RecordService, name: str = "ACME", **more: object) -> int:
+    return service.create("customer", {"name": name, **more}, actor=REP).id
+
+
+def test_create_coerces_form_strings_applies_defaults_and_computes(service: RecordService) -> None:
+    cid = customer(service)
+    rec = service.create(
+        "deal",
+        {
+            "customer": str(cid),
+            "stage": "proposal",
+            "amount": "1234.5",
+            "lines": [
+                {"product": "Widget", "qty": "3", "price": "10.25"},
+                {"product": "Gadget", "qty": 2, "price": "100"},
+            ],
+        },
+        actor=REP,
+        via="form",
+    )
+    assert rec.values["amount"] == Decimal("1234.50")
+    assert rec.values["probability"] == Decimal(60)
+    assert rec.values["total"] == Decimal("230.75")
+    assert rec.values["opened"] == date(2026, 11, 27)  # TODAY() in Asia/Shanghai
+    assert rec.values["status"] == "draft"
+    assert rec.values["code"] == "D-202611-0001"
+    assert rec.owner == "li.lei" and rec.created_by == "li.lei" and rec.version == 1
+    assert [r["product"] for r in rec.tables["lines"]] == ["Widget", "Gadget"]
+    again = service.get("deal", rec.id)
+    assert again.values == rec.values
+
+
+def test_all_errors_come_back_together(service: RecordService) -> None:
+    customer(service, "ACME")
+    with pytest.raises(RecordInvalid) as info:
+        service.create(
+            "customer",
+            {"name": "  acme ", "level": "Z", "revenue": "-5", "email": "nope", "code": "abc"},
+            actor=REP,
+        )
+    errors = info.value.as_dict("en")
+    assert set(errors) == {"name", "level", "revenue", "email", "code"}
+    assert "already exists" in errors["name"][0]
+    assert count(service, "customer") == 1
+
+
+def test_required_messages_are_bilingual(service: RecordService) -> None:
+    with pytest.raises(RecordInvalid) as info:
+        service.create("customer", {}, actor=REP)
+    assert info.value.as_dict("zh") == {"name": ["必填"]}
+    assert info.value.as_dict("en") == {"name": ["is required"]}
+
+
+def test_rule_message_lands_on_named_field(service: RecordService) -> None:
+    with pytest.raises(RecordInvalid) as info:
+        service.create("customer", {"name": "Big", "level": "A", "revenue": "10"}, actor=REP)
+    assert info.value.as_dict("zh") == {"level": ["A 级客户年营收需不少于 100 万"]}
+    ok = service.create("customer", {"name": "Big", "level": "A", "revenue": "2000000"}, actor=REP)
+    assert ok.values["level"] == "A"
+
+
+def test_required_if_and_visible_if(service: RecordService) -> None:
+    cid = customer(service)
+    # win_reason is required but hidden unless won: not required while hidden
+    rec = service.create("deal", {"customer": cid, "stage": "lead"}, actor=REP)
+    assert rec.values["win_reason"] is None
+    with pytest.raises(RecordInvalid) as info:
+        service.update("deal", rec.id, {"stage": "won"}, version=rec.version, actor=REP)
+    assert set(info.value.errors) == {"close_date", "win_reason"}
+    won = service.update(
+        "deal",
+        rec.id,
+        {"stage": "won", "close_date": "2026-12-01", "win_reason": "price"},
+        version=rec.version,
+        actor=REP,
+    )
+    assert won.values["probability"] == Decimal(100) and won.version == 2
+
+
+def test_ref_must_exist(service: RecordService) -> None:
+    with pytest.raises(RecordInvalid) as info:
+        service.create("deal", {"customer": 999}, actor=REP)
+    assert info.value.as_dict("en") == {"customer": ["the referenced Customer #999 does not exist"]}
+    assert count(service, "deal") == 0
+
+
+def test_delete_refused_while_referenced_then_allowed(service: RecordService) -> None:
+    cid = customer(service)
+    deal = service.create("deal", {"customer": cid}, actor=REP)
+    with pytest.raises(RecordInvalid) as info:
+        service.delete("customer", cid, actor=REP)
+    assert "referenced by 1 Deal" in info.value.as_dict("en")["_record"][0]
+    service.delete("deal", deal.id, actor=REP)
+    service.delete("customer", cid, actor=REP)
+    with pytest.raises(NotFound):
+        service.get("customer", cid)
+    # a deal pointing at the deleted customer cannot be created
+    with pytest.raises(RecordInvalid):
+        service.create("deal", {"customer": cid}, actor=REP)
+
+
+def test_child_rows_update_add_remove_in_one_write(service: RecordService) -> None:
+    cid = customer(service)
+    rec = service.create(
+        "deal",
+        {
+            "customer": cid,
+            "lines": [
+                {"product": "A", "qty": 1, "price": 5},
+                {"product": "B", "qty": 1, "price": 7},
+            ],
+        },
+        actor=REP,
+    )
+    _a, b = rec.tables["lines"]
+    upd = service.update(
+        "deal",
+        rec.id,
+        {
+            "lines": [
+                {"id": b["id"], "product": "B", "qty": 3, "price": 7},
+                {"product": "C", "qty": 1, "price": 1},
+            ]
+        },
+        version=1,
+        actor=REP,
+    )
+    assert [(r["product"], r["qty"]) for r in upd.tables["lines"]] == [("B", 3), ("C", 1)]
+    assert upd.tables["lines"][0]["id"] == b["id"]
+    assert upd.values["total"] == Decimal("22.00")
+    history = service.history("deal", rec.id)
+    assert history[-1].changes["lines"] == {"added": 1, "changed": 1, "removed": 1}
+    assert history[-1].changes["total"] == ["12.00", "22.00"]
+
+
+def test_forged_child_row_id_is_refused(service: RecordService) -> None:
+    cid = customer(service)
+    one = service.create(
+        "deal", {"customer": cid, "lines": [{"product": "A", "qty": 1}]}, actor=REP
+    )
+    two = service.create(
+        "deal", {"customer": cid, "lines": [{"product": "B", "qty": 1}]}, actor=REP
+    )
+    foreign = one.tables["lines"][0]["id"]
+    with pytest.raises(RecordInvalid) as info:
+        service.update(
+            "deal",
+            two.id,
+            {"lines": [{"id": foreign, "product": "X", "qty": 9}]},
+            version=1,
+            actor=REP,
+        )
+    assert info.value.as_dict("en") == {"lines[0]": ["row 1 does not belong to this record"]}
+    assert service.get("deal", one.id).tables["lines"][0]["product"] == "A"
+
+
+def test_child_row_errors_name_row_and_column(service: RecordService) -> None:
+    cid = customer(service)
+    with pytest.raises(RecordInvalid) as info:
+        service.create("deal", {"customer": cid, "lines": [{"qty": 0}]}, actor=REP)
+    assert set(info.value.errors) == {"lines[0].product", "lines[0].qty"}
+
+
+def test_stale_version_is_a_conflict_naming_who(service: RecordService) -> None:
+    cid = customer(service)
+    service.update(
+        "customer", cid, {"revenue": 10}, version=1, actor=Actor("han.mei", frozenset({"rep"}))
+    )
+    with pytest.raises(Conflict) as info:
+        service.update("customer", cid, {"revenue": 20}, version=1, actor=REP)
+    assert "han.mei" in info.value.message("en")
+    assert info.value.details["current_version"] == 2
+    assert service.get("customer", cid).values["revenue"] == Decimal("10.00")
+
+
+def test_update_without_version_is_refused(service: RecordService) -> None:
+    cid = customer(service)
+    with pytest.raises(Conflict):
+        service.update("customer", cid, {"revenue": 1}, actor=REP)
+
+
+def test_version_in_data_is_the_expected_version(service: RecordService) -> None:
+    cid = customer(service)
+    rec = service.update("customer", cid, {"revenue": 1, "version": 1}, actor=REP)
+    assert rec.version == 2
+
+
+def test_idempotent_create_returns_first_result(service: RecordService) -> None:
+    first = service.create("customer", {"name": "Once"}, actor=REP, idempotency_key="k-1")
+    again = service.create("customer", {"name": "Once"}, actor=REP, idempotency_key="k-1")
+    assert again.id == first.id
+    assert count(service, "customer") == 1
+
+
+def test_history_records_who_what_and_path(service: RecordService) -> None:
+    cid = customer(service, "Hist", revenue="5")
+    service.update("customer", cid, {"revenue": "6"}, version=1, actor=REP, via="form")
+    history = service.history("customer", cid)
+    assert [(h.action, h.via, h.user, h.version) for h in history] == [
+        ("create", "api", "li.lei", 1),
+        ("update", "form", "li.lei", 2),
+    ]
+    assert history[1].changes == {"revenue": ["5.00", "6.00"]}
+
+
+def test_audit_log_refuses_update_and_delete_in_the_database(service: RecordService) -> None:
+    customer(service)
+    audit = service.schema.audit
+    for stmt in (audit.update().values(user="mallory"), audit.delete()):
+        with pytest.raises(sa.exc.DBAPIError), service.engine.begin() as conn:
+            conn.execute(stmt)
+    with service.engine.connect() as conn:
+        assert conn.execute(sa.select(audit.c.user)).scalars().all() == ["li.lei"]
+
+
+def test_mass_assignment_is_ignored_or_refused(service: RecordService) -> None:
+    cid = customer(service)
+    rec = service.create(
+        "deal",
+        {
+            "customer": cid,
+            "id": 4242,
+            "created_by": "mallory",
+            "version": 77,
+            "code": "FORGED",
+            "probability": 99,
+            "total": 1,
+        },
+        actor=REP,
+    )
+    assert rec.id != 4242 and rec.created_by == "li.lei" and rec.version == 1
+    assert rec.values["code"] == "D-202611-0001" and rec.values["probability"] == Decimal(10)
+    with pytest.raises(RecordInvalid) as info:
+        service.create(
+            "deal", {"customer": cid, "owner": "mallory", "status": "approved"}, actor=REP
+        )
+    assert set(info.value.errors) == {"owner", "status"}
+    admin = Actor("root", frozenset({"admin"}))
+    moved = service.create("deal", {"customer": cid, "owner": "han.mei"}, actor=admin)
+    assert moved.owner == "han.mei"
+    flow = service.update(
+        "deal", moved.id, {"status": "pending"}, version=1, actor=SYSTEM, via="flow"
+    )
+    assert flow.values["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "x" * (10 * 1024 * 1024)),
+        ("name", "nul\x00byte"),
+        ("name", "lone\ud800"),
+        ("revenue", "1e309"),
+        ("revenue", "NaN"),
+        ("revenue", "1.00000000000000000001"),
+        ("revenue", "99999999999999999999"),
+        ("email", "javascript:alert(1)"),
+    ],
+)
+def test_bad_customer_values_are_refused(service: RecordService, field: str, value: str) -> None:
+    data = {"name": "Valid", field: value} if field != "name" else {"name": value}
+    with pytest.raises(RecordInvalid) as info:
+        service.create("customer", data, actor=REP)
+    assert field in info.value.errors
+    assert count(service, "customer") == 0
+
+
+def test_bad_deal_values_are_refused(service: RecordService) -> None:
+    cid = customer(service)
+    with pytest.raises(RecordInvalid) as info:
+        service.create(
+            "deal",
+            {
+                "customer": cid,
+                "close_date": "2024-02-30",
+                "lines": [{"product": "A", "qty": "99999999999999999999"}],
+            },
+            actor=REP,
+        )
+    assert set(info.value.errors) == {"close_date", "lines[0].qty"}
+    assert count(service, "deal") == 0
+
+
+def test_create_many_is_all_or_nothing(service: RecordService) -> None:
+    with pytest.raises(BatchInvalid) as info:
+        service.create_many("customer", [{"name": "One"}, {"name": ""}, {"name": "one"}])
+    assert {
+        i: {k: [m.get("en") for m in v] for k, v in e.items()} for i, e in info.value.rows.items()
+    } == {
+        1: {"name": ["is required"]},
+        2: {"name": ["already exists: one"]},  # unique within the batch, case-insensitive
+    }
+    assert count(service, "customer") == 0
+    ids = service.create_many("customer", [{"name": "One"}, {"name": "Two"}])
+    assert len(ids) == 2 and count(service, "customer") == 2
+
+
+def test_concurrent_updates_apply_or_conflict(service: RecordService) -> None:
+    cid = customer(service, "Race", revenue="0")
+    attempts, per_thread = 6, 5
+    applied: list[int] = []
+    conflicts: list[int] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(per_thread):
+            current = service.get("customer", cid)
+            try:
+                service.update(
+                    "customer",
+                    cid,
+                    {"revenue": str(n * 100 + i + 1)},
+                    version=current.version,
+                    actor=REP,
+                )
+            except Conflict:
+                with lock:
+                    conflicts.append(n)
+            else:
+                with lock:
+                    applied.append(n)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(attempts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(applied) + len(conflicts) == attempts * per_thread
+    updates = [h for h in service.history("customer", cid) if h.action == "update"]
+    assert len(updates) == len(applied)
+    assert service.get("customer", cid).version == 1 + len(applied)
+
+
+def test_concurrent_autonumbers_never_repeat(service: RecordService) -> None:
+    cid = customer(service)
+    codes: list[str] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(5):
+            rec = service.create("deal", {"customer": cid}, actor=REP)
+            with lock:
+                codes.append(rec.values["code"])
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [f"D-202611-{n:04d}" for n in range(1, 21)]
