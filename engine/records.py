@@ -22,10 +22,11 @@ Input rules (documented for API clients):
 from __future__ import annotations
 
 import functools
+import gc
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
@@ -35,7 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from engine.errors import Conflict, ExpressionError, NotFound, RecordInvalid
 from engine.expressions import EvalContext
-from engine.fields import FieldValueError, kind_of
+from engine.fields import FieldKind, FieldValueError, kind_of
 from engine.fields import autonumber as autonumber_kind
 from engine.fields.dates import using_timezone
 from engine.i18n import T, Text
@@ -205,6 +206,38 @@ def _compute_error(exc: ExpressionError) -> Text:
     return Text(zh=f"无法计算：{exc.message('zh')}", en=f"cannot be computed: {exc.message('en')}")
 
 
+@dataclass
+class _FieldPlan:
+    """One top-level field, with everything the per-row loops need pre-resolved."""
+
+    name: str
+    field: Field
+    kind: Any
+    coerce: Callable[[Field, Any], Any]
+    validate: Callable[[Field, Any], list[Text]]
+    is_table: bool
+    skip_input: bool  # computed or autonumber: input ignored
+    has_default: bool
+    storage_decimal: bool
+    places: int
+
+
+@dataclass
+class _EntityPlan:
+    """Per-entity plan built once: the record loops do no registry look-ups."""
+
+    inputs: dict[str, _FieldPlan]
+    plain: list[_FieldPlan]  # not table / autonumber / computed (get None or a default)
+    defaults: list[_FieldPlan]  # of ``plain``, those with a default or default formula
+    tables: list[_FieldPlan]
+    computed: list[_FieldPlan]  # in dependency order
+    checks: list[_FieldPlan]  # every field, in blueprint order
+    create_rules: list[Any]
+    # storage: (value key, column name, to_storage or None)
+    storage: list[tuple[str, str, Callable[[Field, Any], Any] | None, Field]]
+    unique_keys: list[tuple[str, str]]
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -247,6 +280,7 @@ class RecordService:
         self._status_fields: dict[str, set[str]] = defaultdict(set)
         for flow in blueprint.flows.values():
             self._status_fields[flow.entity].add(flow.status_field)
+        self._plans: dict[str, _EntityPlan] = {}
 
     # -- reading -------------------------------------------------------------
 
@@ -703,6 +737,217 @@ class RecordService:
         except FieldValueError:
             return None
 
+    # -- the create path, planned per entity -------------------------------------
+
+    def _plan(self, et: EntityTable) -> _EntityPlan:
+        plan = self._plans.get(et.entity.name)
+        if plan is None:
+            plan = self._plans[et.entity.name] = self._build_plan(et)
+        return plan
+
+    def _build_plan(self, et: EntityTable) -> _EntityPlan:
+        entity = et.entity
+        by_name: dict[str, _FieldPlan] = {}
+        for name, f in entity.fields.items():
+            kind = kind_of(f)
+            by_name[name] = _FieldPlan(
+                name=name,
+                field=f,
+                kind=kind,
+                coerce=kind.coerce,
+                validate=kind.validate,
+                is_table=f.kind == "table",
+                skip_input=f.formula is not None or f.kind == "autonumber",
+                has_default=f.default_formula is not None or f.default is not None,
+                storage_decimal=kind.storage_of(f) == "decimal",
+                places=f.precision if f.precision is not None else 2,
+            )
+        plans = list(by_name.values())
+        plain = [p for p in plans if not p.is_table and not p.skip_input]
+        base_to_storage = FieldKind.to_storage
+        storage = []
+        for name, col in et.columns.items():
+            p = by_name[name]
+            to_storage = p.kind.to_storage
+            custom = getattr(to_storage, "__func__", None) is not base_to_storage
+            storage.append((name, col.name, to_storage if custom else None, p.field))
+        reserved = IGNORED_KEYS | {"version", "owner"}
+        return _EntityPlan(
+            inputs={k: v for k, v in by_name.items() if k not in reserved},
+            plain=plain,
+            defaults=[p for p in plain if p.has_default],
+            tables=[p for p in plans if p.is_table],
+            computed=[by_name[f.name] for f in self._order[entity.name]],
+            checks=plans,
+            create_rules=[r for r in entity.rules if "create" in r.on],
+            storage=storage,
+            unique_keys=[(name, col.name) for name, col in et.unique_keys.items()],
+        )
+
+    def _prepare_new(
+        self,
+        et: EntityTable,
+        plan: _EntityPlan,
+        data: Mapping[str, Any],
+        actor: Actor,
+        via: str,
+        errors: _Errors,
+    ) -> tuple[
+        dict[str, Any], dict[str, list[dict[str, Any]]], str | None, list[Text], EvalContext
+    ]:
+        """:meth:`_prepare` for a new record, driven by the entity's plan (same results)."""
+        entity = et.entity
+        provided: dict[str, Any] = {}
+        tables: dict[str, list[dict[str, Any]]] = {}
+        owner = actor.name
+        status_fields = self._status_fields.get(entity.name)
+        inputs = plan.inputs
+        for key, raw in data.items():
+            p = inputs.get(key)
+            if p is None:
+                if key in IGNORED_KEYS or key == "version":
+                    continue
+                if key == "owner":
+                    if not self.owner_policy(actor, entity, via):
+                        errors.add("owner", MSG_OWNER)
+                        continue
+                    owner = None if raw in (None, "") else str(raw)
+                    continue
+                errors.add(key, MSG_UNKNOWN)
+                continue
+            if p.skip_input:
+                continue
+            if p.is_table:
+                tables[key] = self._coerce_rows(entity, p.field, raw, None, errors)
+                continue
+            try:
+                value = p.coerce(p.field, raw)
+            except FieldValueError as exc:
+                errors.add(key, exc.text)
+                value = None
+            if (
+                status_fields
+                and key in status_fields
+                and via not in ("flow", "system")
+                and value is not None
+                and value != self._status_default(p.field)
+            ):
+                errors.add(key, MSG_STATUS)
+                continue
+            provided[key] = value
+        warnings: list[Text] = []
+        values = dict(provided)
+        for p in plan.tables:
+            tables.setdefault(p.name, [])
+        for p in plan.plain:
+            if p.name not in values:
+                values[p.name] = None
+        for p in plan.defaults:
+            if p.name not in provided:
+                values[p.name] = self._default(
+                    p.field, values, tables, actor, warnings, errors, p.name
+                )
+        ctx = self._context(values, tables, actor, None, warnings)
+        if plan.tables:
+            self._compute_children(entity, tables, actor, warnings, errors)
+        for p in plan.computed:
+            values[p.name] = self._eval_planned(p, ctx, errors)
+        return values, tables, owner, warnings, ctx
+
+    def _compute_children(
+        self,
+        entity: Entity,
+        tables: dict[str, list[dict[str, Any]]],
+        actor: Actor,
+        warnings: list[Text],
+        errors: _Errors,
+    ) -> None:
+        for table in entity.tables():
+            order = self._child_order[(entity.name, table.name)]
+            for i, row in enumerate(tables.get(table.name, [])):
+                for cf in order:
+                    row[cf.name] = self._eval_computed(
+                        cf, row, {}, actor, None, warnings, errors, f"{table.name}[{i}].{cf.name}"
+                    )
+
+    def _eval_planned(self, p: _FieldPlan, ctx: EvalContext, errors: _Errors) -> Any:
+        """:meth:`_eval_computed` with a shared context."""
+        formula = p.field.formula
+        assert formula is not None
+        try:
+            raw = formula.compiled.evaluate(ctx)
+        except ExpressionError as exc:
+            errors.add(p.name, _compute_error(exc))
+            return None
+        if raw is None:
+            return None
+        if p.storage_decimal and isinstance(raw, Decimal):
+            raw = raw.quantize(Decimal(1).scaleb(-p.places), rounding=ROUND_HALF_UP)
+        try:
+            return p.coerce(p.field, raw)
+        except FieldValueError as exc:
+            errors.add(p.name, exc.text)
+            return None
+
+    def _validate_new(
+        self,
+        plan: _EntityPlan,
+        values: dict[str, Any],
+        tables: dict[str, list[dict[str, Any]]],
+        ctx: EvalContext,
+        errors: _Errors,
+    ) -> None:
+        """:meth:`_validate` of a new record without the database checks (same results)."""
+        for p in plan.checks:
+            f = p.field
+            name = p.name
+            if p.is_table:
+                rows = tables.get(name, [])
+                if f.min_rows is not None and len(rows) < f.min_rows:
+                    errors.add(name, MSG_MIN_ROWS.format(n=f.min_rows))
+                if f.max_rows is not None and len(rows) > f.max_rows:
+                    errors.add(name, MSG_MAX_ROWS.format(n=f.max_rows))
+                for i, row in enumerate(rows):
+                    for cname, cf in f.fields.items():
+                        self._validate_value(
+                            cf, row.get(cname), f"{name}[{i}].{cname}", errors, required=cf.required
+                        )
+                continue
+            visible = f.visible_if is None or self._planned_condition(f.visible_if, ctx)
+            required = visible and (
+                f.required
+                or (f.required_if is not None and self._planned_condition(f.required_if, ctx))
+            )
+            value = values.get(name)
+            if value is None or (not value and (value == "" or value == [])):
+                if required and f.kind != "autonumber":
+                    errors.add(name, MSG_REQUIRED)
+                continue
+            for msg in p.validate(f, value):
+                errors.add(name, msg)
+        for rule in plan.create_rules:
+            if not self._planned_condition(rule.check, ctx):
+                errors.add(rule.field or RECORD_ERROR, rule.message)
+
+    @staticmethod
+    def _planned_condition(formula: Any, ctx: EvalContext) -> bool:
+        try:
+            return bool(formula.compiled.evaluate(ctx))
+        except ExpressionError:
+            return False
+
+    def _storage_row(self, plan: _EntityPlan, values: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`_columns_for` via the plan (same result)."""
+        out: dict[str, Any] = {}
+        for name, col, to_storage, f in plan.storage:
+            if name in values:
+                v = values[name]
+                out[col] = v if to_storage is None else to_storage(f, v)
+        for name, col in plan.unique_keys:
+            v = values.get(name)
+            out[col] = None if v is None else normalise_unique(v)
+        return out
+
     # -- writing ---------------------------------------------------------------
 
     def _columns_for(self, et: EntityTable, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -825,12 +1070,17 @@ class RecordService:
                 if existing is not None:
                     return existing
             errors = _Errors()
-            values, tables, owner, warnings = self._prepare(et, data, actor, via, None, errors)
-            self._validate(conn, et, values, tables, actor, None, warnings, errors)
+            plan = self._plan(et)
+            values, tables, owner, warnings, ctx = self._prepare_new(
+                et, plan, data, actor, via, errors
+            )
+            self._validate_new(plan, values, tables, ctx, errors)
+            self._check_refs(conn, et.entity, values, tables, errors)
+            self._check_unique(conn, et, values, None, errors)
             errors.raise_if_any()
             now = self.clock()
             self._allocate_autonumbers(conn, et, values, now)
-            row = self._columns_for(et, values)
+            row = self._storage_row(plan, values)
             row.update(
                 version=1,
                 owner=owner,
@@ -1063,14 +1313,35 @@ class RecordService:
         if conn is None:
             with self.write_engine.begin() as own:
                 return self.create_many(entity, rows, actor=actor, via=via, conn=own)
+        # A batch allocates many long-lived objects and no reference cycles, so the
+        # cyclic collector would only rescan them over and over: pause it meanwhile.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._create_many(entity, rows, actor, via, conn)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _create_many(
+        self,
+        entity: str,
+        rows: Iterable[Mapping[str, Any]],
+        actor: Actor,
+        via: str,
+        conn: Connection,
+    ) -> list[int]:
         et = self._et(entity)
+        plan = self._plan(et)
         bad: dict[int, dict[str, list[Text]]] = {}
         prepared: list[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], str | None]]
         prepared = []
+        prepare = self._prepare_new
+        validate = self._validate_new
         for i, data in enumerate(rows):
             errors = _Errors()
-            values, tables, owner, warnings = self._prepare(et, data, actor, via, None, errors)
-            self._validate(conn, et, values, tables, actor, None, warnings, errors, db=False)
+            values, tables, owner, _warnings, ctx = prepare(et, plan, data, actor, via, errors)
+            validate(plan, values, tables, ctx, errors)
             if errors:
                 bad[i] = errors.by_field
             prepared.append((i, values, tables, owner))
@@ -1078,37 +1349,55 @@ class RecordService:
             bad.setdefault(i, {}).setdefault(key, []).append(message)
         if bad:
             raise BatchInvalid(bad)
+        if not prepared:
+            return []
         now = self.clock()
         self._allocate_autonumbers_bulk(conn, et, [v for _, v, _, _ in prepared], now)
+        system = {
+            "version": 1,
+            "created_at": now,
+            "created_by": actor.name,
+            "updated_at": now,
+            "updated_by": actor.name,
+        }
+        storage_row = self._storage_row
         payload = []
         for _, values, _, owner in prepared:
-            row = self._columns_for(et, values)
-            row.update(
-                version=1,
-                owner=owner,
-                created_at=now,
-                created_by=actor.name,
-                updated_at=now,
-                updated_by=actor.name,
-            )
+            row = storage_row(plan, values)
+            row.update(system)
+            row["owner"] = owner
             payload.append(row)
-        if not payload:
-            return []
         try:
-            result = conn.execute(
-                et.table.insert().returning(et.table.c.id, sort_by_parameter_order=True),
-                payload,
-            )
+            ids = self._insert_rows(conn, et.table, payload)
         except sa.exc.IntegrityError:
             raise self._integrity_error(et, prepared[0][1]) from None
-        ids = [int(r[0]) for r in result]
         audit_rows = []
+        child_rows: dict[str, list[dict[str, Any]]] = {t: [] for t in et.children}
         for rid, (_, values, tables, owner) in zip(ids, prepared, strict=True):
-            changes: dict[str, Any] = {k: [None, v] for k, v in values.items() if v is not None}
+            changes: dict[str, Any] = {}
+            for k, v in values.items():
+                if v is not None:
+                    # What the engine's JSON serializer writes for these (str / ISO):
+                    # converted here in bulk, the stored JSON is the same text.
+                    t = type(v)
+                    if t is Decimal:
+                        v = str(v)
+                    elif t is date:
+                        v = v.isoformat()
+                    changes[k] = [None, v]
             if owner is not None:
                 changes["owner"] = [None, owner]
-            if et.children:
-                changes.update(self._write_children(conn, et, rid, tables, None))
+            for tname, child in et.children.items():
+                trows = tables.get(tname, [])
+                if not trows:
+                    continue
+                for pos, trow in enumerate(trows):
+                    crow: dict[str, Any] = {"parent_id": rid, "position": pos}
+                    for cname, col in child.columns.items():
+                        cf = child.field.fields[cname]
+                        crow[col.name] = kind_of(cf).to_storage(cf, trow.get(cname))
+                    child_rows[tname].append(crow)
+                changes[tname] = {"added": len(trows), "changed": 0, "removed": 0}
             audit_rows.append(
                 {
                     "at": now,
@@ -1121,7 +1410,71 @@ class RecordService:
                     "changes": changes,
                 }
             )
-        conn.execute(self.schema.audit.insert(), audit_rows)
+        for tname, crows in child_rows.items():
+            if crows:
+                self._insert_rows(conn, et.children[tname].table, crows, want_ids=False)
+        self._insert_rows(conn, self.schema.audit, audit_rows, want_ids=False)
+        return ids
+
+    def _insert_rows(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        rows: Sequence[dict[str, Any]],
+        *,
+        want_ids: bool = True,
+    ) -> list[int]:
+        """Insert ``rows`` (all with the same keys) with one executemany; their new ids.
+
+        On SQLite the rows go straight to the driver's ``executemany`` with the
+        values already converted by the columns' own SQLAlchemy bind processors
+        (so they are stored exactly as a Core insert would store them), and the ids
+        are assigned explicitly after the highest id ever used: the transaction holds
+        SQLite's write lock, and that is the id SQLite itself would have given each row.
+        Elsewhere, SQLAlchemy's insertmanyvalues with RETURNING in parameter order.
+        """
+        if not rows:
+            return []
+        dialect = conn.dialect
+        if dialect.name != "sqlite":
+            if not want_ids:
+                conn.execute(table.insert(), list(rows))
+                return []
+            result = conn.execute(
+                table.insert().returning(table.c.id, sort_by_parameter_order=True), list(rows)
+            )
+            return [int(r[0]) for r in result]
+        keys = list(rows[0])
+        ids: list[int] = []
+        if want_ids:
+            # AUTOINCREMENT tables: past the highest id ever used, not just the highest
+            # id present, so a deleted record's id is never handed out again.
+            last = conn.execute(sa.select(sa.func.max(table.c.id))).scalar()
+            used = conn.exec_driver_sql(
+                "SELECT seq FROM sqlite_sequence WHERE name = ?", (table.name,)
+            ).scalar()
+            first = max(int(last or 0), int(used or 0)) + 1
+            ids = list(range(first, first + len(rows)))
+        names = (["id"] if want_ids else []) + keys
+        preparer = dialect.identifier_preparer
+        sql = (
+            f"INSERT INTO {preparer.format_table(table)} "
+            f"({', '.join(preparer.quote(n) for n in names)}) "
+            f"VALUES ({', '.join('?' for _ in names)})"
+        )
+        processors = [table.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in keys]
+        columns: list[Sequence[Any]] = [ids] if want_ids else []
+        for key, proc in zip(keys, processors, strict=True):
+            column = [r[key] for r in rows]
+            if proc is not None:
+                first_value = column[0]
+                if all(v is first_value for v in column):
+                    done = proc(first_value)
+                    column = [done] * len(column)
+                else:
+                    column = [proc(v) for v in column]
+            columns.append(column)
+        conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
         return ids
 
     def _bulk_db_checks(

@@ -447,3 +447,167 @@ def test_concurrent_autonumbers_never_repeat(service: RecordService) -> None:
     for t in threads:
         t.join()
     assert sorted(codes) == [f"D-202611-{n:04d}" for n in range(1, 21)]
+
+
+def _audit_changes(service: RecordService, entity: str, record_id: int) -> dict[str, object]:
+    entries = service.history(entity, record_id)
+    assert [e.action for e in entries] == ["create"]
+    return entries[0].changes
+
+
+def test_create_many_stores_what_create_stores(service: RecordService) -> None:
+    cid = customer(service)
+    data = {
+        "customer": str(cid),
+        "stage": "won",
+        "amount": "1234.5",
+        "close_date": "2026-12-01",
+        "win_reason": "  price ",
+        "lines": [
+            {"product": "Widget", "qty": "3", "price": "10.25"},
+            {"product": "Gadget", "qty": 2, "price": Decimal("100")},
+        ],
+    }
+    one = service.create("deal", data, actor=REP, via="import")
+    many = service.create_many("deal", [data, {**data, "lines": []}], actor=REP)
+    assert len(many) == 2 and many[0] > one.id
+    stored = [service.get("deal", rid) for rid in (one.id, *many)]
+    for rec in stored:
+        assert rec.values["amount"] == Decimal("1234.50")
+        assert rec.values["probability"] == Decimal(100)
+        assert rec.values["win_reason"] == "price"
+        assert rec.owner == "li.lei" and rec.version == 1
+    assert stored[1].values["total"] == Decimal("230.75")
+    assert stored[2].values["total"] in (None, Decimal(0))
+    assert [(r["product"], r["qty"], r["price"]) for r in stored[1].tables["lines"]] == [
+        ("Widget", 3, Decimal("10.25")),
+        ("Gadget", 2, Decimal("100.00")),
+    ]
+    assert stored[2].tables["lines"] == []
+    codes = [r.values["code"] for r in stored]
+    assert codes == ["D-202611-0001", "D-202611-0002", "D-202611-0003"]
+    single, batched, empty = (_audit_changes(service, "deal", r.id) for r in stored)
+    assert single.pop("code") == [None, "D-202611-0001"]
+    assert batched.pop("code") == [None, "D-202611-0002"]
+    assert batched == single
+    assert "lines" not in empty and empty["amount"] == [None, "1234.50"]
+    assert batched["lines"] == {"added": 2, "changed": 0, "removed": 0}
+
+
+def test_create_many_checks_uniqueness_in_the_batch_and_against_the_database(
+    service: RecordService,
+) -> None:
+    customer(service, "ACME")
+    with pytest.raises(BatchInvalid) as info:
+        service.create_many(
+            "customer",
+            [{"name": "New"}, {"name": " acme "}, {"name": "Other"}, {"name": "NEW"}],
+        )
+    assert sorted(info.value.rows) == [1, 3]
+    assert "name" in info.value.rows[1] and "name" in info.value.rows[3]
+    assert count(service, "customer") == 1
+    ids = service.create_many("customer", [{"name": "New"}, {"name": "Other"}])
+    assert [service.get("customer", i).values["name"] for i in ids] == ["New", "Other"]
+
+
+def test_create_many_checks_child_rows_and_refs(service: RecordService) -> None:
+    cid = customer(service)
+    rows = [
+        {"customer": cid, "lines": [{"product": "", "qty": 0}]},
+        {"customer": cid + 999},
+        {"customer": cid, "amount": "1.234"},
+        {"customer": cid, "lines": [{"product": "Ok", "qty": 1, "price": 5}]},
+    ]
+    with pytest.raises(BatchInvalid) as info:
+        service.create_many("deal", rows)
+    assert sorted(info.value.rows) == [0, 1, 2]
+    assert set(info.value.rows[0]) == {"lines[0].product", "lines[0].qty"}
+    assert set(info.value.rows[1]) == {"customer"}
+    assert set(info.value.rows[2]) == {"amount"}
+    assert count(service, "deal") == 0
+
+
+def test_create_many_ids_follow_existing_and_deleted_records(service: RecordService) -> None:
+    first = service.create_many("customer", [{"name": f"C{i}"} for i in range(3)])
+    service.delete("customer", first[1])
+    more = service.create_many("customer", [{"name": f"D{i}"} for i in range(3)])
+    assert len(set(first + more)) == 6 and min(more) > max(first)
+    for i, rid in enumerate(more):
+        assert service.get("customer", rid).values["name"] == f"D{i}"
+        assert _audit_changes(service, "customer", rid)["name"] == [None, f"D{i}"]
+
+
+def test_create_many_with_nothing_writes_nothing(service: RecordService) -> None:
+    assert service.create_many("customer", []) == []
+    assert count(service, "customer") == 0
+
+
+class _SlowDecimal(Decimal):
+    """A Decimal the kinds' fast paths do not take: the reference behaviour."""
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        Decimal("1.5"),
+        Decimal("12.34"),
+        Decimal("1.555"),
+        Decimal("1.500"),
+        Decimal("-0.00"),
+        Decimal("1E+3"),
+        Decimal("-5"),
+        Decimal("NaN"),
+        Decimal("Infinity"),
+        Decimal("1E+15"),
+        Decimal("999999999999999.99"),
+        Decimal("-999999999999999.999"),
+    ],
+)
+def test_money_fast_paths_match_the_general_path(service: RecordService, raw: Decimal) -> None:
+    from engine.fields import kind_of
+
+    f = service.blueprint.entities["deal"].fields["amount"]  # money, min 0
+    kind = kind_of(f)
+
+    def outcome(value: object) -> object:
+        try:
+            result = kind.coerce(f, value)
+        except Exception as exc:
+            return type(exc), str(exc)
+        return type(result), str(result), [m.get("en") for m in kind.validate(f, result)]
+
+    assert outcome(raw) == outcome(_SlowDecimal(raw))
+    if raw.is_finite():
+        assert outcome(int(raw)) == outcome(_SlowDecimal(int(raw)))
+        fast = [m.get("en") for m in kind.validate(f, raw)]
+        assert fast == [m.get("en") for m in kind.validate(f, _SlowDecimal(raw))]
+
+
+@pytest.mark.parametrize("raw", ["  Deal ", "x" * 50, "x" * 51, " ", "a\x00b", 12, 7.5])
+def test_text_fast_path_matches_the_general_path(service: RecordService, raw: object) -> None:
+    from engine.fields import kind_of
+
+    f = service.blueprint.entities["customer"].fields["name"]  # text, max_length 50
+    kind = kind_of(f)
+
+    def outcome(coerce: object) -> object:
+        try:
+            return (
+                kind.coerce(f, raw)
+                if coerce
+                else (None if not str(raw).strip() else kind.parse(f, raw))
+            )
+        except Exception as exc:
+            return type(exc), str(exc)
+
+    assert outcome(True) == outcome(False)
+
+
+def test_ids_are_never_reused_after_a_delete(service: RecordService) -> None:
+    first = customer(service, "First")
+    top = customer(service, "Top")
+    service.delete("customer", top, actor=REP)
+    single = customer(service, "Single")
+    (batch,) = service.create_many("customer", [{"name": "Batch"}])
+    assert first < top < single < batch
+    assert [h.action for h in service.history("customer", single)] == ["create"]

@@ -28,6 +28,7 @@ from engine.fields.base import (
     FieldValueError,
     bound_messages,
     compare_bounds,
+    is_formula,
     is_int,
     short_input,
     show,
@@ -127,6 +128,34 @@ def group(value: Decimal, places: int | None) -> str:
     return f"{value:,.{places}f}"
 
 
+#: ``Decimal(1).scaleb(-places)`` for every allowed precision (quantize targets).
+_QUANTUM: tuple[Decimal, ...] = tuple(Decimal(1).scaleb(-p) for p in range(MAX_PRECISION + 1))
+#: Coerced ``min``/``max`` per field (id -> (field, low, high)); a field is immutable,
+#: and the numeric kinds' coercion depends on nothing else.
+_BOUNDS: dict[int, tuple[Field, Any, Any]] = {}
+_MAX_CACHED_BOUNDS = 4096
+
+
+def cached_bounds(kind: FieldKind, field: Field) -> tuple[Any, Any]:
+    """The field's ``min``/``max`` as ``bound_messages`` reads them (None: not checked)."""
+    hit = _BOUNDS.get(id(field))
+    if hit is not None and hit[0] is field:
+        return hit[1], hit[2]
+    bounds: list[Any] = []
+    for raw in (field.min, field.max):
+        bound = None
+        if raw is not None and not is_formula(raw):
+            try:
+                bound = kind.coerce(field, raw)
+            except FieldValueError:
+                bound = None
+        bounds.append(bound)
+    if len(_BOUNDS) >= _MAX_CACHED_BOUNDS:
+        _BOUNDS.clear()
+    _BOUNDS[id(field)] = (field, bounds[0], bounds[1])
+    return bounds[0], bounds[1]
+
+
 def strip_zeros(value: Decimal) -> Decimal:
     """The same number without trailing zeros, never in exponent notation."""
     places = decimal_places(value)
@@ -161,6 +190,9 @@ class IntegerKind(FieldKind):
         return problems
 
     def check_value(self, field: Field, value: Any) -> list[Text]:
+        low, high = cached_bounds(self, field)
+        if (low is None or not value < low) and (high is None or not value > high):
+            return []  # fast path: within bounds, no messages
         return bound_messages(
             self,
             field,
@@ -200,6 +232,16 @@ class DecimalKind(FieldKind):
         return text
 
     def parse(self, field: Field, raw: Any) -> Any:
+        # Fast path for a value that is already a number (imports, formulas): the
+        # same result as below, by the same rules, without the text handling.
+        kind = type(raw)
+        if kind is Decimal or kind is int:
+            number = raw if kind is Decimal else Decimal(raw)
+            if number.is_finite() and -DECIMAL_LIMIT < number < DECIMAL_LIMIT:
+                quantum = _QUANTUM[self.precision(field)]
+                fitted = number.quantize(quantum, context=_CONTEXT)
+                if fitted == number:  # no more places than the precision allows
+                    return fitted if fitted else fitted.copy_abs()  # "-0" is 0
         if isinstance(raw, str):
             raw_text = raw
             short = short_input(raw, _MAX_NUMBER_TEXT)
@@ -253,6 +295,14 @@ class DecimalKind(FieldKind):
         return problems + bound_problems
 
     def check_value(self, field: Field, value: Any) -> list[Text]:
+        if type(value) is Decimal and -DECIMAL_LIMIT < value < DECIMAL_LIMIT:
+            low, high = cached_bounds(self, field)
+            if (
+                (low is None or not value < low)
+                and (high is None or not value > high)
+                and value.quantize(_QUANTUM[self.precision(field)], context=_CONTEXT) == value
+            ):
+                return []  # fast path: in range, in bounds, within the precision
         messages: list[Text] = []
         if abs(value) >= DECIMAL_LIMIT:
             messages.append(T("超出范围", "out of range"))

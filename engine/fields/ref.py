@@ -38,6 +38,11 @@ class RefKind(FieldKind):
     widget = "ref"
     type_name = "number"
 
+    def coerce(self, field: Field, raw: Any) -> Any:
+        if type(raw) is int and 0 < raw <= INT64_MAX and type(self).parse is RefKind.parse:
+            return raw  # already a valid id: what parse() returns for it
+        return super().coerce(field, raw)
+
     def parse(self, field: Field, raw: Any) -> Any:
         if isinstance(raw, Mapping) and "id" in raw:
             raw = raw["id"]

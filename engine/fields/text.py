@@ -18,6 +18,7 @@ from engine.fields.base import (
     TEXT_KEYS,
     FieldKind,
     FieldValueError,
+    bad_char_message,
     clean_text,
     is_int,
     nfkc,
@@ -52,6 +53,22 @@ class TextKind(FieldKind):
         if is_int(field.max_length) and field.max_length is not None and field.max_length > 0:
             return min(field.max_length, self.max_length_cap)
         return self.default_max_length
+
+    def coerce(self, field: Field, raw: Any) -> Any:
+        # Fast path for a string (the same checks, results and errors as
+        # is_blank + clean_text), unless a subclass parses differently.
+        if type(raw) is not str or type(self).parse is not TextKind.parse:
+            return super().coerce(field, raw)
+        text = raw.strip()
+        if not text:
+            return None
+        limit = self.limit(field)
+        if len(text) > limit:
+            raise FieldValueError(too_long(limit, len(text)))
+        message = bad_char_message(text)
+        if message is not None:
+            raise FieldValueError(message)
+        return self.normalise(field, text)
 
     def parse(self, field: Field, raw: Any) -> Any:
         return self.normalise(field, clean_text(raw, self.limit(field), what=self.noun))

@@ -1,5 +1,8 @@
 """Tables generated from the checked model.
 
+Ids are never reused, also on SQLite (AUTOINCREMENT): a deleted record's id and
+history stay its own.
+
 One table per entity (``e_<entity>``) and per child table
 (``e_<entity>__<table>``), plus Formflow's own system tables (``ff_*``).
 Blueprint names may be Chinese; PostgreSQL limits identifiers to 63 bytes, so a
@@ -147,6 +150,7 @@ def _system_tables(md: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("changes", sa.JSON, nullable=False),
         sa.Index("ix_ff_audit_record", "entity", "record_id", "id"),
+        sqlite_autoincrement=True,
     )
     sequences = sa.Table(
         "ff_sequences",
@@ -232,7 +236,7 @@ def _entity_table(md: sa.MetaData, blueprint: Blueprint, entity: Entity) -> Enti
             key = sa.Column(unique_key_column(cname), sa.String(MAX_VARCHAR), unique=True)
             cols.append(key)
             unique_keys[f.name] = key
-    table = sa.Table(tname, md, *cols)
+    table = sa.Table(tname, md, *cols, sqlite_autoincrement=True)
     children = {
         f.name: _child_table(md, tname, f) for f in entity.fields.values() if f.kind == "table"
     }
@@ -265,7 +269,7 @@ def _child_table(md: sa.MetaData, parent: str, field: Field) -> ChildTable:
         col = sa.Column(sql_name(f.name), column_type(f), *fk, nullable=True)
         cols.append(col)
         columns[f.name] = col
-    table = sa.Table(sql_name(field.name, f"{parent}__"), md, *cols)
+    table = sa.Table(sql_name(field.name, f"{parent}__"), md, *cols, sqlite_autoincrement=True)
     return ChildTable(
         field=field, table=table, columns={k: table.c[v.name] for k, v in columns.items()}
     )
