@@ -140,5 +140,15 @@ def check_command(path: Path, lang: str | None) -> None:
         )
 
 
+def _register_commands() -> None:
+    """Commands that live in modules of their own (``engine/commands/``)."""
+    from engine.commands.migrate import migrate_command
+
+    main.add_command(migrate_command)
+
+
+_register_commands()
+
+
 if __name__ == "__main__":  # pragma: no cover - ``python -m engine.cli``
     main()

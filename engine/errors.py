@@ -162,3 +162,7 @@ class SchemaBehind(FormflowError):
     """The database schema is older than the blueprint: run ``formflow migrate``."""
 
     http_status = 503
+    default_message = Text(
+        zh="数据库结构落后于蓝图；请运行 `formflow migrate PATH --db URL`",
+        en="the database schema is behind the blueprint; run `formflow migrate PATH --db URL`",
+    )

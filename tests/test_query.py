@@ -207,41 +207,112 @@ def small(db: Db) -> Db:
     db.insert(db.company, [{"name": "Acme"}, {"name": "Globex"}])
     rows: list[dict[str, Any]] = [
         # 1
-        {"code": "D1", "name": "Acme renewal", "金额": Decimal("1000.00"),
-         "close_date": date(2026, 1, 15), "stage": "won", "tags": ["vip", "new"],
-         "customer": 1, "active": True, "seats": 10,
-         "signed_at": datetime(2026, 3, 1, 1, 0, tzinfo=UTC), "notes": "上海 office"},
+        {
+            "code": "D1",
+            "name": "Acme renewal",
+            "金额": Decimal("1000.00"),
+            "close_date": date(2026, 1, 15),
+            "stage": "won",
+            "tags": ["vip", "new"],
+            "customer": 1,
+            "active": True,
+            "seats": 10,
+            "signed_at": datetime(2026, 3, 1, 1, 0, tzinfo=UTC),
+            "notes": "上海 office",
+        },
         # 2
-        {"code": "D2", "name": "Globex pilot", "金额": Decimal("250.50"),
-         "close_date": date(2026, 2, 1), "stage": "lead", "tags": ["new"],
-         "customer": 2, "active": False, "seats": 3,
-         "signed_at": datetime(2026, 2, 28, 15, 59, tzinfo=UTC), "notes": "北京 contact"},
+        {
+            "code": "D2",
+            "name": "Globex pilot",
+            "金额": Decimal("250.50"),
+            "close_date": date(2026, 2, 1),
+            "stage": "lead",
+            "tags": ["new"],
+            "customer": 2,
+            "active": False,
+            "seats": 3,
+            "signed_at": datetime(2026, 2, 28, 15, 59, tzinfo=UTC),
+            "notes": "北京 contact",
+        },
         # 3: blanks everywhere (SQL NULL)
-        {"code": "D3", "name": None, "金额": None, "close_date": None, "stage": None,
-         "tags": sa.null(), "customer": None, "active": None, "seats": None,
-         "signed_at": None, "notes": None},
+        {
+            "code": "D3",
+            "name": None,
+            "金额": None,
+            "close_date": None,
+            "stage": None,
+            "tags": sa.null(),
+            "customer": None,
+            "active": None,
+            "seats": None,
+            "signed_at": None,
+            "notes": None,
+        },
         # 4: empty text and an empty list
-        {"code": "D4", "name": "", "金额": Decimal("0.00"), "close_date": date(2026, 3, 31),
-         "stage": "lost", "tags": [], "customer": 1, "active": True, "seats": 0,
-         "signed_at": datetime(2026, 2, 28, 16, 0, tzinfo=UTC), "notes": ""},
+        {
+            "code": "D4",
+            "name": "",
+            "金额": Decimal("0.00"),
+            "close_date": date(2026, 3, 31),
+            "stage": "lost",
+            "tags": [],
+            "customer": 1,
+            "active": True,
+            "seats": 0,
+            "signed_at": datetime(2026, 2, 28, 16, 0, tzinfo=UTC),
+            "notes": "",
+        },
         # 5: LIKE wildcards in the data
-        {"code": "D5", "name": "100% Pure", "金额": Decimal("99999.99"),
-         "close_date": date(2026, 1, 1), "stage": "won", "tags": ["重点"], "customer": 2,
-         "active": False, "seats": 7, "signed_at": datetime(2026, 3, 1, 15, 59, tzinfo=UTC)},
+        {
+            "code": "D5",
+            "name": "100% Pure",
+            "金额": Decimal("99999.99"),
+            "close_date": date(2026, 1, 1),
+            "stage": "won",
+            "tags": ["重点"],
+            "customer": 2,
+            "active": False,
+            "seats": 7,
+            "signed_at": datetime(2026, 3, 1, 15, 59, tzinfo=UTC),
+        },
         # 6
-        {"code": "D6", "name": "a_b", "金额": Decimal("-5.00"), "close_date": date(2025, 12, 31),
-         "stage": "lead", "tags": ["vip"], "active": True, "seats": 1},
+        {
+            "code": "D6",
+            "name": "a_b",
+            "金额": Decimal("-5.00"),
+            "close_date": date(2025, 12, 31),
+            "stage": "lead",
+            "tags": ["vip"],
+            "active": True,
+            "seats": 1,
+        },
         # 7
-        {"code": "D7", "name": "a\\b", "金额": Decimal("1000.00"), "stage": "won",
-         "tags": ["vip", "重点"], "seats": 2},
+        {
+            "code": "D7",
+            "name": "a\\b",
+            "金额": Decimal("1000.00"),
+            "stage": "won",
+            "tags": ["vip", "重点"],
+            "seats": 2,
+        },
         # 8
         {"code": "D8", "name": "axb", "stage": "lost", "tags": sa.JSON.NULL},
         # 9: Chinese name
-        {"code": "D9", "name": "上海华东区域大单", "金额": Decimal("500000.00"), "stage": "won",
-         "notes": "ACME group"},
+        {
+            "code": "D9",
+            "name": "上海华东区域大单",
+            "金额": Decimal("500000.00"),
+            "stage": "won",
+            "notes": "ACME group",
+        },
         # 10
-        {"code": "D10", "name": "ACME Expansion", "金额": Decimal("1000.01"), "stage": "lead",
-         "notes": "globex referral"},
+        {
+            "code": "D10",
+            "name": "ACME Expansion",
+            "金额": Decimal("1000.01"),
+            "stage": "lead",
+            "notes": "globex referral",
+        },
     ]
     db.insert(db.deal, rows)
     return db
@@ -252,9 +323,24 @@ def test_rows_are_canonical_values_keyed_by_field_name(small: Db) -> None:
     assert page.count == 1 and page.has_more is False and page.next_cursor is None
     [row] = page.rows
     assert set(row) == {
-        "id", "owner", "created_at", "updated_at", "created_by", "updated_by", "version",
-        "code", "name", "金额", "close_date", "stage", "tags", "customer", "active", "seats",
-        "signed_at", "notes",
+        "id",
+        "owner",
+        "created_at",
+        "updated_at",
+        "created_by",
+        "updated_by",
+        "version",
+        "code",
+        "name",
+        "金额",
+        "close_date",
+        "stage",
+        "tags",
+        "customer",
+        "active",
+        "seats",
+        "signed_at",
+        "notes",
     }  # no child table, no hidden __key column
     assert row["金额"] == Decimal("1000.00") and isinstance(row["金额"], Decimal)
     assert row["close_date"] == date(2026, 1, 15)
@@ -465,8 +551,10 @@ def test_operator_must_fit_the_field(small: Db) -> None:
     )
     assert err.op == "contains" and err.field == "金额"
     assert _error(small, Filter("active", "gt", "1")).op == "gt"
-    assert _error(small, Filter("tags", "eq", "vip")).message("en").startswith(
-        "operator 'eq' does not apply to a multi_choice field (tags)"
+    assert (
+        _error(small, Filter("tags", "eq", "vip"))
+        .message("en")
+        .startswith("operator 'eq' does not apply to a multi_choice field (tags)")
     )
     assert _error(small, Filter("customer", "contains", "1")).field == "customer"
     err = _error(small, Filter("created_at", "contains", "1"))
@@ -542,8 +630,16 @@ def test_parse_query_args(db: Db) -> None:
 
 
 def test_parse_query_args_keeps_repeated_multidict_values(db: Db) -> None:
-    args = MultiDict([("stage__in", "won"), ("stage__in", "lost"), ("seats__gte", "1"),
-                      ("seats__lte", "5"), ("sort", "name"), ("sort", "-id")])
+    args = MultiDict(
+        [
+            ("stage__in", "won"),
+            ("stage__in", "lost"),
+            ("seats__gte", "1"),
+            ("seats__lte", "5"),
+            ("sort", "name"),
+            ("sort", "-id"),
+        ]
+    )
     query = parse_query_args(db.deal.entity, args)
     assert query.filters == (
         Filter("seats", "gte", "1"),
@@ -558,8 +654,7 @@ def test_parse_query_args_refuses_unknown_names(db: Db) -> None:
     cases = {
         "amout": "unknown field 'amout' in deal",
         "seat__gte": "unknown field 'seat' in deal; did you mean 'seats'?",
-        "seats__like": "unknown operator 'like' in 'seats__like'; use one of: "
-        + ", ".join(OPS),
+        "seats__like": "unknown operator 'like' in 'seats__like'; use one of: " + ", ".join(OPS),
     }
     for key, message in cases.items():
         with pytest.raises(QueryError) as exc:
@@ -605,12 +700,14 @@ def _big_rows(n: int = 1234) -> list[dict[str, Any]]:
                 # lowercase letters and digits only: the same order under any collation
                 "name": None if pick < 0.07 else "" if pick < 0.1 else f"n{rnd.randrange(60):03d}",
                 "金额": None if rnd.random() < 0.15 else Decimal(rnd.randrange(-500, 500)) / 4,
-                "close_date": None if rnd.random() < 0.2
+                "close_date": None
+                if rnd.random() < 0.2
                 else date(2026, 1, 1) + timedelta(days=rnd.randrange(40)),
                 "stage": rnd.choice(["lead", "won", "lost", None]),
                 "active": rnd.choice([True, False, None]),
                 "seats": rnd.randrange(5),
-                "signed_at": None if rnd.random() < 0.3
+                "signed_at": None
+                if rnd.random() < 0.3
                 else datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=rnd.randrange(100)),
             }
         )

@@ -275,13 +275,13 @@ def _child_table(md: sa.MetaData, parent: str, field: Field) -> ChildTable:
     )
 
 
-_SQLITE_APPEND_ONLY = [
+SQLITE_APPEND_ONLY = [
     "CREATE TRIGGER IF NOT EXISTS ff_audit_no_update BEFORE UPDATE ON ff_audit "
     "BEGIN SELECT RAISE(ABORT, 'ff_audit is append-only'); END",
     "CREATE TRIGGER IF NOT EXISTS ff_audit_no_delete BEFORE DELETE ON ff_audit "
     "BEGIN SELECT RAISE(ABORT, 'ff_audit is append-only'); END",
 ]
-_PG_APPEND_ONLY = [
+PG_APPEND_ONLY = [
     "CREATE OR REPLACE FUNCTION ff_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
     "$$ BEGIN RAISE EXCEPTION 'ff_audit is append-only'; END $$",
     "CREATE TRIGGER ff_audit_no_change BEFORE UPDATE OR DELETE OR TRUNCATE ON ff_audit "
@@ -295,9 +295,9 @@ def _make_audit_append_only(audit: sa.Table) -> None:
     On PostgreSQL a deployment should also run the app under a role without
     UPDATE/DELETE/TRUNCATE privileges on ff_audit (see docs/deploy.md).
     """
-    for stmt in _SQLITE_APPEND_ONLY:
+    for stmt in SQLITE_APPEND_ONLY:
         sa.event.listen(audit, "after_create", sa.DDL(stmt).execute_if(dialect="sqlite"))  # type: ignore[no-untyped-call]
-    for stmt in _PG_APPEND_ONLY:
+    for stmt in PG_APPEND_ONLY:
         sa.event.listen(audit, "after_create", sa.DDL(stmt).execute_if(dialect="postgresql"))  # type: ignore[no-untyped-call]
 
 

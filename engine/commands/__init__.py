@@ -1,0 +1,1 @@
+"""Commands of the ``formflow`` CLI, one module each (registered in ``engine.cli``)."""
