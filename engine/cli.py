@@ -33,6 +33,7 @@ from pathlib import Path
 
 import click
 
+from engine.commands.output import fail, internal_error
 from engine.errors import FormflowError, Location, Problem
 from engine.i18n import LANGUAGES, Text
 from engine.loader import Report, diagnose
@@ -104,11 +105,6 @@ def _sorted(problems: Iterable[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.location, p.message.get("en")))
 
 
-def _fail(message: Text, lang: str, code: int) -> None:
-    click.echo(message.get(lang), err=True)
-    sys.exit(code)
-
-
 @main.command("check")
 @click.argument("path", type=click.Path(path_type=Path))
 @LANG_OPTION
@@ -128,16 +124,9 @@ def check_command(path: Path, lang: str | None) -> None:
             sys.exit(1)
         click.echo(summary(report.blueprint, str(path), chosen))
     except FormflowError as exc:
-        _fail(exc.text, chosen, 1)
+        fail(exc.text, chosen, 1)
     except Exception as exc:  # a bug: one line, no traceback
-        _fail(
-            Text(
-                zh=f"formflow 内部错误（请报告此问题）：{type(exc).__name__}: {exc}",
-                en=f"formflow internal error (please report this bug): {type(exc).__name__}: {exc}",
-            ),
-            chosen,
-            2,
-        )
+        internal_error(exc, chosen)
 
 
 def _register_commands() -> None:

@@ -232,7 +232,7 @@ class _EntityPlan:
     tables: list[_FieldPlan]
     computed: list[_FieldPlan]  # in dependency order
     checks: list[_FieldPlan]  # every field, in blueprint order
-    create_rules: list[Any]
+    rules: dict[str, list[Any]]  # action (create / update) -> rules that run on it
     # storage: (value key, column name, to_storage or None)
     storage: list[tuple[str, str, Callable[[Field, Any], Any] | None, Field]]
     unique_keys: list[tuple[str, str]]
@@ -465,29 +465,6 @@ class RecordService:
             return self._coerce(f, f.default, key, errors)
         return None
 
-    def _compute(
-        self,
-        entity: Entity,
-        values: dict[str, Any],
-        tables: dict[str, list[dict[str, Any]]],
-        actor: Actor,
-        prior: Mapping[str, Any] | None,
-        warnings: list[Text],
-        errors: _Errors,
-    ) -> None:
-        for table in entity.tables():
-            order = self._child_order[(entity.name, table.name)]
-            for i, row in enumerate(tables.get(table.name, [])):
-                for cf in order:
-                    assert cf.formula is not None
-                    row[cf.name] = self._eval_computed(
-                        cf, row, {}, actor, None, warnings, errors, f"{table.name}[{i}].{cf.name}"
-                    )
-        for f in self._order[entity.name]:
-            values[f.name] = self._eval_computed(
-                f, values, tables, actor, prior, warnings, errors, f.name
-            )
-
     def _eval_computed(
         self,
         f: Field,
@@ -517,83 +494,6 @@ class RecordService:
         except FieldValueError as exc:
             errors.add(key, exc.text)
             return None
-
-    def _condition(
-        self,
-        formula: Any,
-        values: Mapping[str, Any],
-        tables: Mapping[str, Sequence[Mapping[str, Any]]],
-        actor: Actor,
-        prior: Mapping[str, Any] | None,
-        warnings: list[Text],
-    ) -> bool:
-        try:
-            return bool(
-                formula.compiled.evaluate(self._context(values, tables, actor, prior, warnings))
-            )
-        except ExpressionError:
-            return False
-
-    def _validate(
-        self,
-        conn: Connection,
-        et: EntityTable,
-        values: dict[str, Any],
-        tables: dict[str, list[dict[str, Any]]],
-        actor: Actor,
-        prior: Record | None,
-        warnings: list[Text],
-        errors: _Errors,
-        *,
-        db: bool = True,
-    ) -> None:
-        """Every check on a prepared record; ``db=False`` leaves refs/unique to the caller."""
-        entity = et.entity
-        prior_values = prior.values if prior else None
-        action = "update" if prior else "create"
-        for name, f in entity.fields.items():
-            if f.kind == "table":
-                rows = tables.get(name, [])
-                if f.min_rows is not None and len(rows) < f.min_rows:
-                    errors.add(name, MSG_MIN_ROWS.format(n=f.min_rows))
-                if f.max_rows is not None and len(rows) > f.max_rows:
-                    errors.add(name, MSG_MAX_ROWS.format(n=f.max_rows))
-                for i, row in enumerate(rows):
-                    for cname, cf in f.fields.items():
-                        self._validate_value(
-                            cf, row.get(cname), f"{name}[{i}].{cname}", errors, required=cf.required
-                        )
-                continue
-            visible = f.visible_if is None or self._condition(
-                f.visible_if, values, tables, actor, prior_values, warnings
-            )
-            required = visible and (
-                f.required
-                or (
-                    f.required_if is not None
-                    and self._condition(
-                        f.required_if, values, tables, actor, prior_values, warnings
-                    )
-                )
-            )
-            self._validate_value(f, values.get(name), name, errors, required=required)
-            if (
-                prior is not None
-                and f.readonly_if is not None
-                and values.get(name) != prior.values.get(name)
-                and self._condition(
-                    f.readonly_if, prior.values, prior.tables, actor, prior_values, warnings
-                )
-            ):
-                errors.add(name, MSG_READONLY)
-        for rule in entity.rules:
-            if action not in rule.on:
-                continue
-            if not self._condition(rule.check, values, tables, actor, prior_values, warnings):
-                errors.add(rule.field or RECORD_ERROR, rule.message)
-        if db:
-            self._check_refs(conn, entity, values, tables, errors)
-            self._check_unique(conn, et, values, prior.id if prior else None, errors)
 
     def _validate_value(
         self, f: Field, value: Any, key: str, errors: _Errors, *, required: bool
@@ -660,75 +560,6 @@ class RecordService:
             if conn.execute(stmt.limit(1)).first() is not None:
                 errors.add(name, MSG_UNIQUE.format(value=values[name]))
 
-    def _prepare(
-        self,
-        et: EntityTable,
-        data: Mapping[str, Any],
-        actor: Actor,
-        via: str,
-        prior: Record | None,
-        errors: _Errors,
-    ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]], str | None, list[Text]]:
-        """Coerce input, merge with the prior record or defaults, compute formulas."""
-        entity = et.entity
-        provided: dict[str, Any] = {}
-        tables: dict[str, list[dict[str, Any]]] = (
-            {k: [dict(r) for r in v] for k, v in prior.tables.items()} if prior else {}
-        )
-        owner = prior.owner if prior else actor.name
-        status_fields = self._status_fields.get(entity.name, set())
-        for key, raw in data.items():
-            if key in IGNORED_KEYS or key == "version":
-                continue
-            if key == "owner":
-                if prior is not None and raw == prior.owner:
-                    continue
-                if not self.owner_policy(actor, entity, via):
-                    errors.add("owner", MSG_OWNER)
-                    continue
-                owner = None if raw in (None, "") else str(raw)
-                continue
-            f = entity.fields.get(key)
-            if f is None:
-                errors.add(key, MSG_UNKNOWN)
-                continue
-            if f.formula is not None or f.kind == "autonumber":
-                continue
-            if f.kind == "table":
-                tables[key] = self._coerce_rows(
-                    entity, f, raw, prior.tables.get(key) if prior else None, errors
-                )
-                continue
-            value = self._coerce(f, raw, key, errors)
-            if key in status_fields and via not in ("flow", "system"):
-                current = prior.values.get(key) if prior else None
-                if value != current and not (prior is None and value == self._status_default(f)):
-                    errors.add(key, MSG_STATUS)
-                    continue
-            provided[key] = value
-        warnings: list[Text] = []
-        if prior is not None:
-            values = dict(prior.values)
-            values.update(provided)
-        else:
-            values = dict(provided)
-            for name, f in entity.fields.items():
-                if f.kind == "table":
-                    tables.setdefault(name, [])
-                elif name not in values and f.formula is None and f.kind != "autonumber":
-                    values[name] = None
-            for name, f in entity.fields.items():
-                if (
-                    name not in provided
-                    and f.kind not in ("table", "autonumber")
-                    and f.formula is None
-                ):
-                    values[name] = self._default(f, values, tables, actor, warnings, errors, name)
-        self._compute(
-            entity, values, tables, actor, prior.values if prior else None, warnings, errors
-        )
-        return values, tables, owner, warnings
-
     def _status_default(self, f: Field) -> Any:
         if f.default is None:
             return None
@@ -779,27 +610,34 @@ class RecordService:
             tables=[p for p in plans if p.is_table],
             computed=[by_name[f.name] for f in self._order[entity.name]],
             checks=plans,
-            create_rules=[r for r in entity.rules if "create" in r.on],
+            rules={a: [r for r in entity.rules if a in r.on] for a in ("create", "update")},
             storage=storage,
             unique_keys=[(name, col.name) for name, col in et.unique_keys.items()],
         )
 
-    def _prepare_new(
+    def _prepare(
         self,
         et: EntityTable,
         plan: _EntityPlan,
         data: Mapping[str, Any],
         actor: Actor,
         via: str,
+        prior: Record | None,
         errors: _Errors,
     ) -> tuple[
         dict[str, Any], dict[str, list[dict[str, Any]]], str | None, list[Text], EvalContext
     ]:
-        """:meth:`_prepare` for a new record, driven by the entity's plan (same results)."""
+        """Coerce input, merge it with the prior record (or defaults), compute formulas.
+
+        Returns the values, child rows, owner, warnings and the evaluation context
+        the checks reuse. The one preparation path for create, update and batches.
+        """
         entity = et.entity
         provided: dict[str, Any] = {}
-        tables: dict[str, list[dict[str, Any]]] = {}
-        owner = actor.name
+        tables: dict[str, list[dict[str, Any]]] = (
+            {k: [dict(r) for r in v] for k, v in prior.tables.items()} if prior else {}
+        )
+        owner = prior.owner if prior else actor.name
         status_fields = self._status_fields.get(entity.name)
         inputs = plan.inputs
         for key, raw in data.items():
@@ -808,6 +646,8 @@ class RecordService:
                 if key in IGNORED_KEYS or key == "version":
                     continue
                 if key == "owner":
+                    if prior is not None and raw == prior.owner:
+                        continue
                     if not self.owner_policy(actor, entity, via):
                         errors.add("owner", MSG_OWNER)
                         continue
@@ -818,36 +658,38 @@ class RecordService:
             if p.skip_input:
                 continue
             if p.is_table:
-                tables[key] = self._coerce_rows(entity, p.field, raw, None, errors)
+                before = prior.tables.get(key) if prior else None
+                tables[key] = self._coerce_rows(entity, p.field, raw, before, errors)
                 continue
             try:
                 value = p.coerce(p.field, raw)
             except FieldValueError as exc:
                 errors.add(key, exc.text)
                 value = None
-            if (
-                status_fields
-                and key in status_fields
-                and via not in ("flow", "system")
-                and value is not None
-                and value != self._status_default(p.field)
-            ):
-                errors.add(key, MSG_STATUS)
-                continue
+            if status_fields and key in status_fields and via not in ("flow", "system"):
+                # Only the flow moves the status; a create may name the initial one.
+                current = prior.values.get(key) if prior else self._status_default(p.field)
+                if value is not None and value != current:
+                    errors.add(key, MSG_STATUS)
+                    continue
             provided[key] = value
         warnings: list[Text] = []
-        values = dict(provided)
-        for p in plan.tables:
-            tables.setdefault(p.name, [])
-        for p in plan.plain:
-            if p.name not in values:
-                values[p.name] = None
-        for p in plan.defaults:
-            if p.name not in provided:
-                values[p.name] = self._default(
-                    p.field, values, tables, actor, warnings, errors, p.name
-                )
-        ctx = self._context(values, tables, actor, None, warnings)
+        if prior is not None:
+            values = dict(prior.values)
+            values.update(provided)
+        else:
+            values = dict(provided)
+            for p in plan.tables:
+                tables.setdefault(p.name, [])
+            for p in plan.plain:
+                if p.name not in values:
+                    values[p.name] = None
+            for p in plan.defaults:
+                if p.name not in provided:
+                    values[p.name] = self._default(
+                        p.field, values, tables, actor, warnings, errors, p.name
+                    )
+        ctx = self._context(values, tables, actor, prior.values if prior else None, warnings)
         if plan.tables:
             self._compute_children(entity, tables, actor, warnings, errors)
         for p in plan.computed:
@@ -889,15 +731,22 @@ class RecordService:
             errors.add(p.name, exc.text)
             return None
 
-    def _validate_new(
+    def _validate(
         self,
         plan: _EntityPlan,
         values: dict[str, Any],
         tables: dict[str, list[dict[str, Any]]],
         ctx: EvalContext,
         errors: _Errors,
+        actor: Actor,
+        prior: Record | None = None,
     ) -> None:
-        """:meth:`_validate` of a new record without the database checks (same results)."""
+        """Every check on a prepared record except the database ones (refs, unique)."""
+        prior_ctx = (
+            self._context(prior.values, prior.tables, actor, prior.values, [])
+            if prior is not None
+            else None
+        )
         for p in plan.checks:
             f = p.field
             name = p.name
@@ -919,13 +768,20 @@ class RecordService:
                 or (f.required_if is not None and self._planned_condition(f.required_if, ctx))
             )
             value = values.get(name)
+            if (
+                prior_ctx is not None
+                and f.readonly_if is not None
+                and value != prior.values.get(name)  # type: ignore[union-attr]
+                and self._planned_condition(f.readonly_if, prior_ctx)
+            ):
+                errors.add(name, MSG_READONLY)
             if value is None or (not value and (value == "" or value == [])):
                 if required and f.kind != "autonumber":
                     errors.add(name, MSG_REQUIRED)
                 continue
             for msg in p.validate(f, value):
                 errors.add(name, msg)
-        for rule in plan.create_rules:
+        for rule in plan.rules["update" if prior is not None else "create"]:
             if not self._planned_condition(rule.check, ctx):
                 errors.add(rule.field or RECORD_ERROR, rule.message)
 
@@ -937,7 +793,7 @@ class RecordService:
             return False
 
     def _storage_row(self, plan: _EntityPlan, values: Mapping[str, Any]) -> dict[str, Any]:
-        """:meth:`_columns_for` via the plan (same result)."""
+        """Field values -> column values, including the unique ``__key`` columns."""
         out: dict[str, Any] = {}
         for name, col, to_storage, f in plan.storage:
             if name in values:
@@ -949,17 +805,6 @@ class RecordService:
         return out
 
     # -- writing ---------------------------------------------------------------
-
-    def _columns_for(self, et: EntityTable, values: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, col in et.columns.items():
-            f = et.entity.fields[name]
-            if name in values:
-                out[col.name] = kind_of(f).to_storage(f, values[name])
-        for name, col in et.unique_keys.items():
-            v = values.get(name)
-            out[col.name] = None if v is None else normalise_unique(v)
-        return out
 
     def _allocate_autonumbers(
         self, conn: Connection, et: EntityTable, values: dict[str, Any], now: datetime
@@ -1071,10 +916,10 @@ class RecordService:
                     return existing
             errors = _Errors()
             plan = self._plan(et)
-            values, tables, owner, warnings, ctx = self._prepare_new(
-                et, plan, data, actor, via, errors
+            values, tables, owner, warnings, ctx = self._prepare(
+                et, plan, data, actor, via, None, errors
             )
-            self._validate_new(plan, values, tables, ctx, errors)
+            self._validate(plan, values, tables, ctx, errors, actor)
             self._check_refs(conn, et.entity, values, tables, errors)
             self._check_unique(conn, et, values, None, errors)
             errors.raise_if_any()
@@ -1187,8 +1032,13 @@ class RecordService:
             if expected != prior.version:
                 raise self._conflict(prior)
             errors = _Errors()
-            values, tables, owner, warnings = self._prepare(et, data, actor, via, prior, errors)
-            self._validate(conn, et, values, tables, actor, prior, warnings, errors)
+            plan = self._plan(et)
+            values, tables, owner, warnings, ctx = self._prepare(
+                et, plan, data, actor, via, prior, errors
+            )
+            self._validate(plan, values, tables, ctx, errors, actor, prior)
+            self._check_refs(conn, et.entity, values, tables, errors)
+            self._check_unique(conn, et, values, prior.id, errors)
             errors.raise_if_any()
             changes: dict[str, Any] = {
                 k: [prior.values.get(k), v] for k, v in values.items() if prior.values.get(k) != v
@@ -1200,7 +1050,7 @@ class RecordService:
             changes.update(child_changes)
             if not changes:
                 return prior
-            row = self._columns_for(et, values)
+            row = self._storage_row(plan, values)
             row.update(
                 version=prior.version + 1, owner=owner, updated_at=now, updated_by=actor.name
             )
@@ -1336,12 +1186,14 @@ class RecordService:
         bad: dict[int, dict[str, list[Text]]] = {}
         prepared: list[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], str | None]]
         prepared = []
-        prepare = self._prepare_new
-        validate = self._validate_new
+        prepare = self._prepare
+        validate = self._validate
         for i, data in enumerate(rows):
             errors = _Errors()
-            values, tables, owner, _warnings, ctx = prepare(et, plan, data, actor, via, errors)
-            validate(plan, values, tables, ctx, errors)
+            values, tables, owner, _warnings, ctx = prepare(
+                et, plan, data, actor, via, None, errors
+            )
+            validate(plan, values, tables, ctx, errors, actor)
             if errors:
                 bad[i] = errors.by_field
             prepared.append((i, values, tables, owner))

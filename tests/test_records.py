@@ -51,7 +51,7 @@ entities:
         label: 状态
         options: [draft, pending, approved, rejected]
         default: draft
-      amount: {type: money, label: 金额, min: 0}
+      amount: {type: money, label: 金额, min: 0, readonly_if: "stage == 'won'"}
       probability:
         type: percent
         label: 概率
@@ -67,6 +67,11 @@ entities:
           qty: {type: integer, label: 数量, min: 1}
           price: {type: money, label: 单价}
       total: {type: money, label: 合计, formula: "SUM(lines.qty * lines.price)"}
+    rules:
+      - check: "not ISCHANGED(customer)"
+        field: customer
+        on: [update]
+        message: {zh: 商机的客户不能更改, en: The customer of a deal cannot change}
 flows:
   approval:
     entity: deal
@@ -611,3 +616,30 @@ def test_ids_are_never_reused_after_a_delete(service: RecordService) -> None:
     (batch,) = service.create_many("customer", [{"name": "Batch"}])
     assert first < top < single < batch
     assert [h.action for h in service.history("customer", single)] == ["create"]
+
+
+def test_readonly_if_is_judged_on_the_stored_record(service: RecordService) -> None:
+    cid = customer(service)
+    rec = service.create("deal", {"customer": cid, "amount": "100"}, actor=REP)
+    won = service.update(
+        "deal",
+        rec.id,
+        {"stage": "won", "close_date": "2026-12-01", "win_reason": "fit", "amount": "150"},
+        version=1,
+        actor=REP,
+    )  # not won yet when the change arrives: amount may still change with it
+    assert won.values["amount"] == Decimal("150.00")
+    with pytest.raises(RecordInvalid) as info:
+        service.update("deal", rec.id, {"amount": "999"}, version=2, actor=REP)
+    assert info.value.as_dict("en") == {"amount": ["this field is read-only now"]}
+    assert service.get("deal", rec.id).values["amount"] == Decimal("150.00")
+
+
+def test_update_rules_see_the_prior_values(service: RecordService) -> None:
+    first, other = customer(service, "First"), customer(service, "Other")
+    rec = service.create("deal", {"customer": first}, actor=REP)  # update-only rule: not run
+    with pytest.raises(RecordInvalid) as info:
+        service.update("deal", rec.id, {"customer": other}, version=1, actor=REP)
+    assert info.value.as_dict("zh") == {"customer": ["商机的客户不能更改"]}
+    same = service.update("deal", rec.id, {"amount": "5"}, version=1, actor=REP)
+    assert same.version == 2 and same.values["customer"] == first

@@ -16,21 +16,16 @@ refused a step), 2 a bug (one line, never a traceback).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 import sqlalchemy as sa
 
+from engine.commands.output import fail, internal_error
 from engine.errors import BlueprintError, FormflowError
 from engine.i18n import LANGUAGES, Text
 
 __all__ = ["migrate_command"]
-
-
-def _fail(message: Text, lang: str, code: int) -> None:
-    click.echo(message.get(lang), err=True)
-    sys.exit(code)
 
 
 @click.command("migrate")
@@ -84,8 +79,7 @@ def migrate_command(
             blueprint = load(path, lang=lang)
         except BlueprintError as exc:
             click.echo(exc.render(chosen))
-            _fail(exc.text, chosen, 1)
-            return
+            fail(exc.text, chosen, 1)
         chosen = lang or blueprint.default_locale or "zh"
         url = db_url or default_url(path)
         engine = create_engine(_plan_url(url) if plan_only else url)
@@ -105,28 +99,20 @@ def migrate_command(
                     backup_dir=backup_dir,
                 )
             except MigrationRefused as exc:
-                _fail(exc.text, chosen, 1)
-                return
+                fail(exc.text, chosen, 1)
             click.echo(result.render(chosen))
         finally:
             engine.dispose()
     except FormflowError as exc:
-        _fail(exc.text, chosen, 1)
+        fail(exc.text, chosen, 1)
     except sa.exc.OperationalError as exc:
-        _fail(
+        fail(
             Text(zh=f"无法使用数据库：{exc.orig}", en=f"cannot use the database: {exc.orig}"),
             chosen,
             1,
         )
     except Exception as exc:  # a bug: one line, no traceback
-        _fail(
-            Text(
-                zh=f"formflow 内部错误（请报告此问题）：{type(exc).__name__}: {exc}",
-                en=f"formflow internal error (please report this bug): {type(exc).__name__}: {exc}",
-            ),
-            chosen,
-            2,
-        )
+        internal_error(exc, chosen)
 
 
 def _plan_url(url: str) -> str:
