@@ -42,6 +42,7 @@ from engine.fields.dates import using_timezone
 from engine.i18n import T, Text
 from engine.model import Blueprint, Entity, Field
 from engine.storage.database import is_sqlite, writer
+from engine.storage.query import DEFAULT_COUNT_CAP, Page, Query, run_query
 from engine.storage.schema import EntityTable, Schema, normalise_unique
 
 #: Keys a client may send back that the engine owns; silently ignored.
@@ -344,6 +345,23 @@ class RecordService:
         et = self._et(entity)
         with self.engine.connect() as conn:
             return self._load(conn, et, record_id)
+
+    def list_records(
+        self,
+        entity: str,
+        query: Query | None = None,
+        *,
+        actor: Actor = SYSTEM,
+        count_cap: int = DEFAULT_COUNT_CAP,
+        with_count: bool = True,
+    ) -> Page:
+        """One page of an entity's records (filters, search, sort, keyset or offset paging).
+
+        Never waits on a full COUNT(*): the count stops at ``count_cap``.
+        """
+        et = self._et(entity)
+        with self.engine.connect() as conn:
+            return run_query(conn, et, query or Query(), count_cap=count_cap, with_count=with_count)
 
     def history(self, entity: str, record_id: Any, *, actor: Actor = SYSTEM) -> list[AuditEntry]:
         """The audit trail of one record, oldest first."""

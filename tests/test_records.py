@@ -15,6 +15,7 @@ from engine.errors import Conflict, NotFound, RecordInvalid
 from engine.loader import load
 from engine.records import SYSTEM, Actor, BatchInvalid, RecordService
 from engine.storage.database import create_engine
+from engine.storage.query import Filter, Query
 from engine.storage.schema import build_schema
 
 BLUEPRINT = """
@@ -643,3 +644,17 @@ def test_update_rules_see_the_prior_values(service: RecordService) -> None:
     assert info.value.as_dict("zh") == {"customer": ["商机的客户不能更改"]}
     same = service.update("deal", rec.id, {"amount": "5"}, version=1, actor=REP)
     assert same.version == 2 and same.values["customer"] == first
+
+
+def test_list_pages_filters_and_searches(service: RecordService) -> None:
+    for name, revenue in [("Alpha 制造", "10"), ("Beta", "20"), ("Gamma 制造", "30")]:
+        customer(service, name, revenue=revenue)
+    page = service.list_records("customer", Query(search="制造", sort=("-revenue",), limit=1))
+    assert [r["name"] for r in page.rows] == ["Gamma 制造"] and page.has_more
+    rest = service.list(
+        "customer", Query(search="制造", sort=("-revenue",), limit=1, after=page.next_cursor)
+    )
+    assert [r["name"] for r in rest.rows] == ["Alpha 制造"] and not rest.has_more
+    cheap = service.list_records("customer", Query(filters=(Filter("revenue", "lt", "25"),)))
+    assert sorted(r["name"] for r in cheap.rows) == ["Alpha 制造", "Beta"]
+    assert cheap.count == 2
