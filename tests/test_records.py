@@ -651,7 +651,7 @@ def test_list_pages_filters_and_searches(service: RecordService) -> None:
         customer(service, name, revenue=revenue)
     page = service.list_records("customer", Query(search="制造", sort=("-revenue",), limit=1))
     assert [r["name"] for r in page.rows] == ["Gamma 制造"] and page.has_more
-    rest = service.list(
+    rest = service.list_records(
         "customer", Query(search="制造", sort=("-revenue",), limit=1, after=page.next_cursor)
     )
     assert [r["name"] for r in rest.rows] == ["Alpha 制造"] and not rest.has_more
