@@ -1,0 +1,169 @@
+"""Compiling and running a query: the SELECT, the capped count, the page."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from engine.fields import kind_of
+from engine.model import Field
+from engine.storage.query.base import DEFAULT_COUNT_CAP, SYSTEM_FIELDS, Page, Query
+from engine.storage.query.paging import (
+    _after,
+    _decode_cursor,
+    _encode_cursor,
+    _order_by,
+    _sort_keys,
+)
+from engine.storage.query.search import search_terms, where_clause
+from engine.storage.schema import EntityTable
+
+# -- the statements -----------------------------------------------------------------------
+
+
+def _output_columns(
+    et: EntityTable, hidden: Collection[str] = ()
+) -> list[tuple[str, sa.Column[Any], Field | None]]:
+    """(name, column, field or None for a system column) of every selected column."""
+    out: list[tuple[str, sa.Column[Any], Field | None]] = [
+        (n, et.table.c[n], None) for n in SYSTEM_FIELDS if n in et.table.c
+    ]
+    out += [
+        (name, col, et.entity.fields[name])
+        for name, col in et.columns.items()
+        if name not in hidden
+    ]
+    return out
+
+
+def _hidden(hidden: Collection[str]) -> frozenset[str]:
+    """Hidden field names; system columns are always visible (``id`` pages the list)."""
+    return frozenset(hidden) - SYSTEM_FIELDS.keys()
+
+
+def compile_query(
+    et: EntityTable,
+    query: Query,
+    *,
+    scope: ColumnElement[bool] | None = None,
+    hidden: Collection[str] = (),
+) -> sa.Select[Any]:
+    """The SELECT of one page: ``limit + 1`` rows (the extra one tells ``has_more``).
+
+    Selects the system columns, then every non-table field that is not ``hidden``.
+    ``hidden`` (the fields this reader may not see) are also left out of the search
+    and refused in filters and sorts as if they did not exist.
+    """
+    hide = _hidden(hidden)
+    keys = _sort_keys(et, query.sort, hide)
+    stmt = sa.select(*(col for _, col, _ in _output_columns(et, hide)))
+    stmt = stmt.where(where_clause(et, query, scope=scope, hidden=hide))
+    if query.after is not None:
+        stmt = stmt.where(_after(keys, _decode_cursor(keys, query.after)))
+    elif query.offset:
+        stmt = stmt.offset(query.offset)
+    return stmt.order_by(*_order_by(keys)).limit(query.limit + 1)
+
+
+def count_query(
+    et: EntityTable,
+    query: Query,
+    *,
+    cap: int,
+    scope: ColumnElement[bool] | None = None,
+    hidden: Collection[str] = (),
+) -> sa.Select[Any]:
+    """``SELECT count(*) FROM (SELECT 1 ... LIMIT cap + 1)``: never scans past the cap."""
+    inner = (
+        sa.select(sa.literal(1).label("one"))
+        .select_from(et.table)
+        .where(where_clause(et, query, scope=scope, hidden=_hidden(hidden)))
+        .limit(cap + 1)
+        .subquery("capped")
+    )
+    return sa.select(sa.func.count()).select_from(inner)
+
+
+def _estimate(conn: Connection, et: EntityTable) -> int | None:
+    """PostgreSQL's planner estimate of the table's rows (``None`` elsewhere/unknown)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    qualified = '"' + et.table.name.replace('"', '""') + '"'
+    if et.table.schema:
+        qualified = '"' + et.table.schema.replace('"', '""') + '".' + qualified
+    found = conn.execute(
+        sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"),
+        {"name": qualified},
+    ).scalar()
+    if found is None or float(found) < 0:
+        return None
+    return int(float(found))
+
+
+def run_query(
+    conn: Connection,
+    et: EntityTable,
+    query: Query,
+    *,
+    scope: ColumnElement[bool] | None = None,
+    hidden: Collection[str] = (),
+    count_cap: int = DEFAULT_COUNT_CAP,
+    with_count: bool = True,
+) -> Page:
+    """Run ``query``; rows come back as canonical values keyed by field name.
+
+    ``scope`` is the permission layer's extra WHERE; ``hidden`` the fields the
+    reader may not see (see :func:`compile_query`). ``with_count=False`` skips
+    counting (``Page.count`` is then None).
+    """
+    if count_cap < 1:
+        raise ValueError(f"count_cap must be at least 1, not {count_cap}")
+    hide = _hidden(hidden)
+    keys = _sort_keys(et, query.sort, hide)
+    outputs = _output_columns(et, hide)
+    result = conn.execute(compile_query(et, query, scope=scope, hidden=hide)).all()
+    has_more = len(result) > query.limit
+    result = result[: query.limit]
+    rows: list[dict[str, Any]] = []
+    for row in result:
+        m = row._mapping
+        item: dict[str, Any] = {}
+        for name, col, fld in outputs:
+            value = m[col]
+            if fld is not None and value is not None:
+                value = kind_of(fld).from_storage(fld, value)
+            item[name] = value
+        rows.append(item)
+    next_cursor = None
+    if has_more and result:
+        last = result[-1]._mapping
+        next_cursor = _encode_cursor(keys, [last[k.target.column] for k in keys])
+
+    count: int | None = None
+    capped = estimated = False
+    if with_count:
+        if query.after is None and not has_more and (rows or query.offset == 0):
+            count = query.offset + len(rows)  # this page reaches the end: exact, no query
+        else:
+            counted = conn.execute(count_query(et, query, scope=scope, hidden=hide, cap=count_cap))
+            count = int(counted.scalar_one())
+            if count > count_cap:
+                count, capped = count_cap, True
+                unfiltered = not query.filters and not search_terms(query.search or "")
+                if unfiltered and scope is None:
+                    guess = _estimate(conn, et)
+                    if guess is not None and guess > count_cap:
+                        count, capped, estimated = guess, False, True
+    return Page(
+        rows=rows,
+        next_cursor=next_cursor,
+        has_more=has_more,
+        count=count,
+        count_is_estimate=estimated,
+        count_capped=capped,
+        sort=tuple(k.spec for k in keys),
+    )
