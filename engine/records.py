@@ -49,6 +49,8 @@ from engine.storage.schema import EntityTable, Schema, normalise_unique
 IGNORED_KEYS = frozenset({"id", "created_at", "created_by", "updated_at", "updated_by"})
 VIA = ("form", "api", "import", "flow", "automation", "system")
 RECORD_ERROR = "_record"
+#: Records per "import" audit row of a batch (keeps one record's history read small).
+IMPORT_AUDIT_CHUNK = 1000
 
 MSG_REQUIRED = T("必填", "is required")
 MSG_UNKNOWN = T("没有这个字段", "unknown field")
@@ -203,11 +205,79 @@ def _per_language(template: Text, **params: Any) -> Text:
     return Text(zh=side("zh"), en=side("en"))
 
 
+def _create_changes(
+    values: Mapping[str, Any], owner: str | None, tables: Mapping[str, Sequence[Any]]
+) -> dict[str, Any]:
+    """The ``changes`` of a record's "create" audit entry."""
+    changes: dict[str, Any] = {}
+    for k, v in values.items():
+        if v is not None:
+            # What the engine's JSON serializer writes for these (str / ISO):
+            # converted here in bulk, the stored JSON is the same text.
+            t = type(v)
+            if t is Decimal:
+                v = str(v)
+            elif t is date:
+                v = v.isoformat()
+            changes[k] = [None, v]
+    if owner is not None:
+        changes["owner"] = [None, owner]
+    for tname, trows in tables.items():
+        if trows:
+            changes[tname] = {"added": len(trows), "changed": 0, "removed": 0}
+    return changes
+
+
+def _id_ranges(ids: Sequence[int]) -> list[list[int]]:
+    """``[1, 2, 3, 7]`` -> ``[[1, 3], [7, 7]]``."""
+    ranges: list[list[int]] = []
+    for rid in ids:
+        if ranges and ranges[-1][1] == rid - 1:
+            ranges[-1][1] = rid
+        else:
+            ranges.append([rid, rid])
+    return ranges
+
+
+def _json_plain(value: Any) -> Any:
+    """A value as the engine's JSON serializer writes a Decimal or a date (else as is)."""
+    t = type(value)
+    if t is Decimal:
+        return str(value)
+    if t is date:
+        return value.isoformat()
+    return value
+
+
+def _synthesised_create(changes: Mapping[str, Any], record_id: int) -> dict[str, Any] | None:
+    """The "create" ``changes`` of ``record_id`` from an "import" audit row, or None."""
+    index = 0
+    for first, last in changes.get("ids", []):
+        if first <= record_id <= last:
+            index += record_id - first
+            break
+        index += last - first + 1
+    else:
+        return None
+    out: dict[str, Any] = {
+        name: [None, column[index]]
+        for name, column in changes.get("values", {}).items()
+        if column[index] is not None
+    }
+    owners = changes.get("owner")
+    if owners and owners[index] is not None:
+        out["owner"] = [None, owners[index]]
+    for tname, counts in (changes.get("tables") or {}).items():
+        if counts[index]:
+            out[tname] = {"added": counts[index], "changed": 0, "removed": 0}
+    return out
+
+
 def _compute_error(exc: ExpressionError) -> Text:
     return Text(zh=f"无法计算：{exc.message('zh')}", en=f"cannot be computed: {exc.message('en')}")
 
 
-@dataclass
+@dataclass(slots=True)
 class _FieldPlan:
     """One top-level field, with everything the per-row loops need pre-resolved."""
 
@@ -216,6 +286,13 @@ class _FieldPlan:
     kind: Any
     coerce: Callable[[Field, Any], Any]
     validate: Callable[[Field, Any], list[Text]]
+    #: ``kind.check_value`` (what ``validate`` runs on a value that is not None), or
+    #: None when the kind has no value checks at all (the base hook returns []).
+    check: Callable[[Field, Any], list[Text]] | None
+    #: No visible_if / required_if / readonly_if: required is just ``required``.
+    plain_checks: bool
+    #: Blank is an error (``required`` and not an autonumber), for ``plain_checks``.
+    required: bool
     is_table: bool
     skip_input: bool  # computed or autonumber: input ignored
     has_default: bool
@@ -223,7 +300,7 @@ class _FieldPlan:
     places: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _EntityPlan:
     """Per-entity plan built once: the record loops do no registry look-ups."""
 
@@ -237,6 +314,16 @@ class _EntityPlan:
     # storage: (value key, column name, to_storage or None)
     storage: list[tuple[str, str, Callable[[Field, Any], Any] | None, Field]]
     unique_keys: list[tuple[str, str]]
+    plain_names: list[str]  # names of ``plain``
+    # per input key: (mode, coerce, field); mode 0 = a value, 1 = ignored, 2 = a table
+    input_modes: dict[str, tuple[int, Callable[[Field, Any], Any], Field]]
+    # per computed field, in order: (name, compiled formula, coerce, field, quantum)
+    # (quantum: the Decimal a computed amount is rounded to, None if not decimal)
+    computed_steps: list[tuple[str, Any, Callable[[Field, Any], Any], Field, Decimal | None]]
+    # per field, in blueprint order: (plain_checks, name, field, required, check, plan)
+    validators: list[
+        tuple[bool, str, Field, bool, Callable[[Field, Any], list[Text]] | None, _FieldPlan]
+    ]
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -368,24 +455,66 @@ class RecordService:
         et = self._et(entity)
         audit = self.schema.audit
         with self.engine.connect() as conn:
-            self._load(conn, et, record_id)
+            record = self._load(conn, et, record_id)
             rows = conn.execute(
                 sa.select(audit)
-                .where(audit.c.entity == entity, audit.c.record_id == int(record_id))
+                .where(
+                    audit.c.entity == entity,
+                    audit.c.record_id == record.id,
+                    audit.c.action != "import",
+                )
                 .order_by(audit.c.id)
             ).all()
-        return [
-            AuditEntry(
-                id=r.id,
-                at=r.at,
-                user=r.user,
-                action=r.action,
-                via=r.via,
-                version=r.version,
-                changes=dict(r.changes),
+            entries = [
+                AuditEntry(
+                    id=r.id,
+                    at=r.at,
+                    user=r.user,
+                    action=r.action,
+                    via=r.via,
+                    version=r.version,
+                    changes=dict(r.changes),
+                )
+                for r in rows
+            ]
+            if not any(e.action == "create" for e in entries):
+                created = self._imported_create(conn, et, record)
+                if created is not None:
+                    entries.insert(0, created)
+        return entries
+
+    def _imported_create(
+        self, conn: Connection, et: EntityTable, record: Record
+    ) -> AuditEntry | None:
+        """A batch-imported record's "create" entry, from its batch's "import" row.
+
+        The batch row was written at the record's ``created_at``, with a
+        ``record_id`` (its first id) no greater than the record's id.
+        """
+        audit = self.schema.audit
+        candidates = conn.execute(
+            sa.select(audit)
+            .where(
+                audit.c.entity == et.entity.name,
+                audit.c.action == "import",
+                audit.c.record_id <= record.id,
+                audit.c.at == record.created_at,
             )
-            for r in rows
-        ]
+            .order_by(audit.c.record_id.desc(), audit.c.id.desc())
+        )
+        for r in candidates:
+            changes = _synthesised_create(r.changes, record.id)
+            if changes is not None:
+                return AuditEntry(
+                    id=r.id,
+                    at=r.at,
+                    user=r.user,
+                    action="create",
+                    via=r.via,
+                    version=1,
+                    changes=changes,
+                )
+        return None
 
     # -- preparing values ------------------------------------------------------
 
@@ -605,6 +734,15 @@ class RecordService:
                 kind=kind,
                 coerce=kind.coerce,
                 validate=kind.validate,
+                check=(
+                    None
+                    if getattr(kind.check_value, "__func__", None) is FieldKind.check_value
+                    else kind.check_value
+                ),
+                plain_checks=f.visible_if is None
+                and f.required_if is None
+                and f.readonly_if is None,
+                required=bool(f.required) and f.kind != "autonumber",
                 is_table=f.kind == "table",
                 skip_input=f.formula is not None or f.kind == "autonumber",
                 has_default=f.default_formula is not None or f.default is not None,
@@ -621,16 +759,37 @@ class RecordService:
             custom = getattr(to_storage, "__func__", None) is not base_to_storage
             storage.append((name, col.name, to_storage if custom else None, p.field))
         reserved = IGNORED_KEYS | {"version", "owner"}
+        computed = [by_name[f.name] for f in self._order[entity.name]]
         return _EntityPlan(
             inputs={k: v for k, v in by_name.items() if k not in reserved},
             plain=plain,
             defaults=[p for p in plain if p.has_default],
             tables=[p for p in plans if p.is_table],
-            computed=[by_name[f.name] for f in self._order[entity.name]],
+            computed=computed,
             checks=plans,
             rules={a: [r for r in entity.rules if a in r.on] for a in ("create", "update")},
             storage=storage,
             unique_keys=[(name, col.name) for name, col in et.unique_keys.items()],
+            plain_names=[p.name for p in plain],
+            input_modes={
+                k: (2 if v.is_table else 1 if v.skip_input else 0, v.coerce, v.field)
+                for k, v in by_name.items()
+                if k not in reserved
+            },
+            computed_steps=[
+                (
+                    p.name,
+                    cast(Any, p.field.formula).compiled,
+                    p.coerce,
+                    p.field,
+                    Decimal(1).scaleb(-p.places) if p.storage_decimal else None,
+                )
+                for p in computed
+            ],
+            validators=[
+                (p.plain_checks and not p.is_table, p.name, p.field, p.required, p.check, p)
+                for p in plans
+            ],
         )
 
     def _prepare(
@@ -657,10 +816,10 @@ class RecordService:
         )
         owner = prior.owner if prior else actor.name
         status_fields = self._status_fields.get(entity.name)
-        inputs = plan.inputs
+        inputs = plan.input_modes
         for key, raw in data.items():
-            p = inputs.get(key)
-            if p is None:
+            step = inputs.get(key)
+            if step is None:
                 if key in IGNORED_KEYS or key == "version":
                     continue
                 if key == "owner":
@@ -673,20 +832,20 @@ class RecordService:
                     continue
                 errors.add(key, MSG_UNKNOWN)
                 continue
-            if p.skip_input:
-                continue
-            if p.is_table:
-                before = prior.tables.get(key) if prior else None
-                tables[key] = self._coerce_rows(entity, p.field, raw, before, errors)
-                continue
+            mode, coerce, f = step
+            if mode:
+                if mode == 2:
+                    before = prior.tables.get(key) if prior else None
+                    tables[key] = self._coerce_rows(entity, f, raw, before, errors)
+                continue  # 1: computed or autonumber, input ignored
             try:
-                value = p.coerce(p.field, raw)
+                value = coerce(f, raw)
             except FieldValueError as exc:
                 errors.add(key, exc.text)
                 value = None
             if status_fields and key in status_fields and via not in ("flow", "system"):
                 # Only the flow moves the status; a create may name the initial one.
-                current = prior.values.get(key) if prior else self._status_default(p.field)
+                current = prior.values.get(key) if prior else self._status_default(f)
                 if value is not None and value != current:
                     errors.add(key, MSG_STATUS)
                     continue
@@ -696,22 +855,39 @@ class RecordService:
             values = dict(prior.values)
             values.update(provided)
         else:
-            values = dict(provided)
+            defaults = [p for p in plan.defaults if p.name not in provided]
+            values = provided  # a new dict of this call's own: no copy needed
             for p in plan.tables:
                 tables.setdefault(p.name, [])
-            for p in plan.plain:
-                if p.name not in values:
-                    values[p.name] = None
-            for p in plan.defaults:
-                if p.name not in provided:
-                    values[p.name] = self._default(
-                        p.field, values, tables, actor, warnings, errors, p.name
-                    )
+            for name in plan.plain_names:
+                if name not in values:
+                    values[name] = None
+            for p in defaults:
+                values[p.name] = self._default(
+                    p.field, values, tables, actor, warnings, errors, p.name
+                )
         ctx = self._context(values, tables, actor, prior.values if prior else None, warnings)
         if plan.tables:
             self._compute_children(entity, tables, actor, warnings, errors)
-        for p in plan.computed:
-            values[p.name] = self._eval_planned(p, ctx, errors)
+        # Computed fields: what _eval_planned does, unrolled over the planned steps.
+        for name, compiled, coerce, f, quantum in plan.computed_steps:
+            try:
+                raw = compiled.evaluate(ctx)
+            except ExpressionError as exc:
+                errors.add(name, _compute_error(exc))
+                values[name] = None
+                continue
+            if raw is None:
+                values[name] = None
+                continue
+            if quantum is not None and isinstance(raw, Decimal):
+                # A computed amount is rounded to the field's precision, not refused.
+                raw = raw.quantize(quantum, rounding=ROUND_HALF_UP)
+            try:
+                values[name] = coerce(f, raw)
+            except FieldValueError as exc:
+                errors.add(name, exc.text)
+                values[name] = None
         return values, tables, owner, warnings, ctx
 
     def _compute_children(
@@ -765,9 +941,18 @@ class RecordService:
             if prior is not None
             else None
         )
-        for p in plan.checks:
-            f = p.field
-            name = p.name
+        for plain_checks, name, f, required_plain, check, p in plan.validators:
+            if plain_checks:
+                # The checks below, for a field without visible_if/required_if/readonly_if.
+                value = values.get(name)
+                if value is None or (not value and (value == "" or value == [])):
+                    if required_plain:
+                        errors.add(name, MSG_REQUIRED)
+                    continue
+                if check is not None:
+                    for msg in check(f, value):
+                        errors.add(name, msg)
+                continue
             if p.is_table:
                 rows = tables.get(name, [])
                 if f.min_rows is not None and len(rows) < f.min_rows:
@@ -1168,6 +1353,7 @@ class RecordService:
         actor: Actor = SYSTEM,
         via: str = "import",
         conn: Connection | None = None,
+        source: str | None = None,
     ) -> list[int]:
         """Create many records in one transaction: all are stored, or none.
 
@@ -1177,16 +1363,22 @@ class RecordService:
         audit entries written with executemany. Raises :class:`BatchInvalid` with
         every bad row's errors (by 0-based row index). Pass ``conn`` to take part
         in a caller's transaction (imports stream several chunks in one).
+
+        ``via="import"`` is audited per batch, not per record: one "import" entry
+        per :data:`IMPORT_AUDIT_CHUNK` records saying who, when, how many, from
+        which ``source`` (the file name) and every record's values at creation;
+        :meth:`history` shows each record's "create" entry from it. Other ``via``
+        values get one "create" entry per record, as :meth:`create` writes.
         """
         if conn is None:
             with self.write_engine.begin() as own:
-                return self.create_many(entity, rows, actor=actor, via=via, conn=own)
+                return self.create_many(entity, rows, actor=actor, via=via, conn=own, source=source)
         # A batch allocates many long-lived objects and no reference cycles, so the
         # cyclic collector would only rescan them over and over: pause it meanwhile.
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return self._create_many(entity, rows, actor, via, conn)
+            return self._create_many(entity, rows, actor, via, conn, source)
         finally:
             if collecting:
                 gc.enable()
@@ -1198,6 +1390,7 @@ class RecordService:
         actor: Actor,
         via: str,
         conn: Connection,
+        source: str | None,
     ) -> list[int]:
         et = self._et(entity)
         plan = self._plan(et)
@@ -1241,34 +1434,25 @@ class RecordService:
             ids = self._insert_rows(conn, et.table, payload)
         except sa.exc.IntegrityError:
             raise self._integrity_error(et, prepared[0][1]) from None
-        audit_rows = []
         child_rows: dict[str, list[dict[str, Any]]] = {t: [] for t in et.children}
-        for rid, (_, values, tables, owner) in zip(ids, prepared, strict=True):
-            changes: dict[str, Any] = {}
-            for k, v in values.items():
-                if v is not None:
-                    # What the engine's JSON serializer writes for these (str / ISO):
-                    # converted here in bulk, the stored JSON is the same text.
-                    t = type(v)
-                    if t is Decimal:
-                        v = str(v)
-                    elif t is date:
-                        v = v.isoformat()
-                    changes[k] = [None, v]
-            if owner is not None:
-                changes["owner"] = [None, owner]
+        added: dict[str, list[int]] = {t: [] for t in et.children}
+        for rid, (_, _, tables, _) in zip(ids, prepared, strict=True):
             for tname, child in et.children.items():
                 trows = tables.get(tname, [])
-                if not trows:
-                    continue
+                added[tname].append(len(trows))
                 for pos, trow in enumerate(trows):
                     crow: dict[str, Any] = {"parent_id": rid, "position": pos}
                     for cname, col in child.columns.items():
                         cf = child.field.fields[cname]
                         crow[col.name] = kind_of(cf).to_storage(cf, trow.get(cname))
                     child_rows[tname].append(crow)
-                changes[tname] = {"added": len(trows), "changed": 0, "removed": 0}
-            audit_rows.append(
+        for tname, crows in child_rows.items():
+            if crows:
+                self._insert_rows(conn, et.children[tname].table, crows, want_ids=False)
+        if via == "import":
+            audit_rows = self._import_audit_rows(et, plan, prepared, ids, added, actor, now, source)
+        else:
+            audit_rows = [
                 {
                     "at": now,
                     "user": actor.name,
@@ -1277,14 +1461,77 @@ class RecordService:
                     "action": "create",
                     "via": via,
                     "version": 1,
+                    "changes": _create_changes(values, owner, tables),
+                }
+                for rid, (_, values, tables, owner) in zip(ids, prepared, strict=True)
+            ]
+        self._insert_rows(conn, self.schema.audit, audit_rows, want_ids=False)
+        return ids
+
+    def _import_audit_rows(
+        self,
+        et: EntityTable,
+        plan: _EntityPlan,
+        prepared: Sequence[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], Any]],
+        ids: Sequence[int],
+        added: Mapping[str, Sequence[int]],
+        actor: Actor,
+        now: datetime,
+        source: str | None,
+    ) -> list[dict[str, Any]]:
+        """One "import" audit row per :data:`IMPORT_AUDIT_CHUNK` records of a batch.
+
+        ``record_id`` is the first id of the chunk; ``changes`` holds ``rows`` (how
+        many), ``source``, ``ids`` (as ``[first, last]`` ranges) and, column-wise
+        (one list per field, one item per record, in ``ids`` order), ``values``
+        (JSON form, ``None`` for blank), and when any is set ``owner`` and
+        ``tables`` (child rows added per record). :func:`_synthesised_create`
+        turns a record's column back into its "create" entry.
+        """
+        names = [p.name for p in plan.checks if not p.is_table]
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(prepared), IMPORT_AUDIT_CHUNK):
+            part = prepared[start : start + IMPORT_AUDIT_CHUNK]
+            part_ids = ids[start : start + IMPORT_AUDIT_CHUNK]
+            rows = [v for _, v, _, _ in part]
+            columns: dict[str, list[Any]] = {}
+            for name in names:
+                column = [v.get(name) for v in rows]
+                first = column[0]
+                t = type(first)
+                if t is Decimal or t is date:
+                    # The JSON the serializer would write for them (str / ISO), in bulk.
+                    convert = str if t is Decimal else date.isoformat
+                    column = [
+                        convert(x) if type(x) is t else _json_plain(x)  # type: ignore[arg-type]
+                        for x in column
+                    ]
+                columns[name] = column
+            changes: dict[str, Any] = {
+                "rows": len(part),
+                "source": source,
+                "ids": _id_ranges(part_ids),
+                "values": columns,
+            }
+            owners = [o for _, _, _, o in part]
+            if any(o is not None for o in owners):
+                changes["owner"] = owners
+            counts = {t: list(n[start : start + IMPORT_AUDIT_CHUNK]) for t, n in added.items()}
+            if any(any(n) for n in counts.values()):
+                changes["tables"] = counts
+            out.append(
+                {
+                    "at": now,
+                    "user": actor.name,
+                    "entity": et.entity.name,
+                    "record_id": part_ids[0],
+                    "action": "import",
+                    "via": "import",
+                    "version": 1,
                     "changes": changes,
                 }
             )
-        for tname, crows in child_rows.items():
-            if crows:
-                self._insert_rows(conn, et.children[tname].table, crows, want_ids=False)
-        self._insert_rows(conn, self.schema.audit, audit_rows, want_ids=False)
-        return ids
+        return out
 
     def _insert_rows(
         self,
@@ -1431,8 +1678,9 @@ class RecordService:
                 _upsert_increment(self.engine, self.schema.sequences, key, len(need))
             ).scalar_one()
             first = int(last) - len(need) + 1
-            for n, values in enumerate(need):
-                values[name] = autonumber_kind.render(f, first + n, local_now)
+            numbers = autonumber_kind.render_many(f, first, len(need), local_now)
+            for values, number in zip(need, numbers, strict=True):
+                values[name] = number
 
 
 class BatchInvalid(RecordInvalid):

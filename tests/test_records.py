@@ -658,3 +658,96 @@ def test_list_pages_filters_and_searches(service: RecordService) -> None:
     cheap = service.list_records("customer", Query(filters=(Filter("revenue", "lt", "25"),)))
     assert sorted(r["name"] for r in cheap.rows) == ["Alpha 制造", "Beta"]
     assert cheap.count == 2
+
+
+def _import_rows(service: RecordService, entity: str) -> list[sa.Row[object]]:
+    audit = service.schema.audit
+    with service.engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.select(audit)
+                .where(audit.c.entity == entity, audit.c.action == "import")
+                .order_by(audit.c.id)
+            ).all()
+        )
+
+
+def test_batch_import_is_audited_once_and_history_shows_each_create(
+    service: RecordService,
+) -> None:
+    ids = service.create_many(
+        "customer",
+        [{"name": "A", "revenue": "5"}, {"name": "B", "owner": "han.mei"}, {"name": "C"}],
+        actor=REP,
+        source="customers.csv",
+    )
+    (row,) = _import_rows(service, "customer")
+    assert (row.user, row.via, row.record_id, row.at) == ("li.lei", "import", ids[0], NOW)
+    assert row.changes["rows"] == 3 and row.changes["source"] == "customers.csv"
+    assert row.changes["ids"] == [[ids[0], ids[2]]]
+    audit = service.schema.audit
+    with service.engine.connect() as conn:
+        per_record = conn.execute(
+            sa.select(sa.func.count()).where(audit.c.entity == "customer")
+        ).scalar_one()
+    assert per_record == 1  # no per-record rows for an import
+    single = service.create("customer", {"name": "D", "revenue": "5"}, actor=REP, via="import")
+    expected = _audit_changes(service, "customer", single.id)
+    expected["name"] = [None, "A"]
+    history = service.history("customer", ids[0])
+    assert [(h.action, h.via, h.user, h.version, h.at) for h in history] == [
+        ("create", "import", "li.lei", 1, NOW)
+    ]
+    assert history[0].changes == expected
+    assert _audit_changes(service, "customer", ids[1]) == {
+        "name": [None, "B"],
+        "level": [None, "C"],
+        "owner": [None, "han.mei"],
+    }
+    service.update("customer", ids[2], {"revenue": "7"}, version=1, actor=REP, via="form")
+    history = service.history("customer", ids[2])
+    assert [(h.action, h.via, h.version) for h in history] == [
+        ("create", "import", 1),
+        ("update", "form", 2),
+    ]
+    assert history[0].changes == {
+        "name": [None, "C"],
+        "level": [None, "C"],
+        "owner": [None, "li.lei"],
+    }
+    assert history[1].changes == {"revenue": [None, "7.00"]}
+
+
+def test_batch_import_audit_rows_per_chunk_and_other_vias_per_record(
+    service: RecordService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.records as records
+
+    monkeypatch.setattr(records, "IMPORT_AUDIT_CHUNK", 2)
+    cid = customer(service)
+    data = [{"customer": cid, "stage": "proposal", "lines": [{"product": "P"}]}] * 5
+    ids = service.create_many("deal", data, actor=REP)
+    rows = _import_rows(service, "deal")
+    assert [r.changes["ids"] for r in rows] == [
+        [[ids[0], ids[1]]],
+        [[ids[2], ids[3]]],
+        [[ids[4], ids[4]]],
+    ]
+    for n, rid in enumerate(ids):
+        changes = _audit_changes(service, "deal", rid)
+        assert changes["code"] == [None, f"D-202611-{n + 1:04d}"]
+        assert changes["lines"] == {"added": 1, "changed": 0, "removed": 0}
+        assert changes["probability"] == [None, "60.00"]
+    api_ids = service.create_many("deal", data[:2], actor=REP, via="api")
+    assert len(_import_rows(service, "deal")) == 3
+    for rid in api_ids:
+        assert _audit_changes(service, "deal", rid)["stage"] == [None, "proposal"]
+
+
+def test_audit_log_stays_append_only_after_a_batch_import(service: RecordService) -> None:
+    service.create_many("customer", [{"name": "A"}, {"name": "B"}], actor=REP)
+    audit = service.schema.audit
+    for stmt in (audit.update().values(user="mallory"), audit.delete()):
+        with pytest.raises(sa.exc.DBAPIError), service.engine.begin() as conn:
+            conn.execute(stmt)
+    assert [r.user for r in _import_rows(service, "customer")] == ["li.lei"]

@@ -223,13 +223,20 @@ class DecimalKind(FieldKind):
     def precision(self, field: Field) -> int:
         """Decimal places of this field's values."""
         p = field.precision
-        if is_int(p) and p is not None and 0 <= p <= MAX_PRECISION:
+        if p is None:
+            return DEFAULT_PRECISION
+        if is_int(p) and 0 <= p <= MAX_PRECISION:
             return p
         return DEFAULT_PRECISION
 
     def strip_input(self, field: Field, text: str) -> str:
         """Remove kind-specific decoration (currency symbol, ``%``) from text input."""
         return text
+
+    def coerce(self, field: Field, raw: Any) -> Any:
+        if type(raw) is Decimal:
+            return self.parse(field, raw)  # a Decimal is never blank: skip is_blank
+        return super().coerce(field, raw)
 
     def parse(self, field: Field, raw: Any) -> Any:
         # Fast path for a value that is already a number (imports, formulas): the

@@ -53,9 +53,14 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} as JSON")
 
 
+#: ``json.dumps(value, default=_json_default, ensure_ascii=False)`` builds this very
+#: encoder on every call; one built once writes the same text.
+_encode = json.JSONEncoder(default=_json_default, ensure_ascii=False).encode
+
+
 def json_dumps(value: Any) -> str:
     """The JSON serializer of every engine: exact decimals, ISO dates, readable Chinese."""
-    return json.dumps(value, default=_json_default, ensure_ascii=False)
+    return _encode(value)
 
 
 def is_sqlite(engine: Engine) -> bool:
