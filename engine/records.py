@@ -1203,6 +1203,34 @@ class RecordService:
         return RecordInvalid(errors.by_field)
 
     @_in_business_timezone
+    def preview(
+        self,
+        entity: str,
+        data: Mapping[str, Any],
+        *,
+        actor: Actor = SYSTEM,
+        record_id: Any = None,
+        via: str = "form",
+    ) -> tuple[dict[str, Any], dict[str, list[Text]]]:
+        """What a save of ``data`` would store, and every error it would raise; writes nothing.
+
+        The form calls this as the user types, so computed fields, required_if and
+        visible_if show live, by exactly the rules a save applies.
+        """
+        et = self._et(entity)
+        plan = self._plan(et)
+        errors = _Errors()
+        with self.engine.connect() as conn:
+            prior = self._load(conn, et, record_id) if record_id not in (None, "") else None
+            values, tables, _owner, _warnings, ctx = self._prepare(
+                et, plan, data, actor, via, prior, errors
+            )
+            self._validate(plan, values, tables, ctx, errors, actor, prior)
+            self._check_refs(conn, et.entity, values, tables, errors)
+            self._check_unique(conn, et, values, prior.id if prior else None, errors)
+        return {**values, **tables}, dict(errors.by_field)
+
+    @_in_business_timezone
     def update(
         self,
         entity: str,

@@ -751,3 +751,15 @@ def test_audit_log_stays_append_only_after_a_batch_import(service: RecordService
         with pytest.raises(sa.exc.DBAPIError), service.engine.begin() as conn:
             conn.execute(stmt)
     assert [r.user for r in _import_rows(service, "customer")] == ["li.lei"]
+
+
+def test_preview_computes_and_reports_without_writing(service: RecordService) -> None:
+    cid = customer(service)
+    values, errors = service.preview(
+        "deal",
+        {"customer": cid, "stage": "won", "lines": [{"product": "A", "qty": 2, "price": "3.5"}]},
+        actor=REP,
+    )
+    assert values["total"] == Decimal("7.00") and values["probability"] == Decimal(100)
+    assert set(errors) == {"close_date", "win_reason"}
+    assert count(service, "deal") == 0
