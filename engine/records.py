@@ -25,16 +25,17 @@ import functools
 import gc
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
 
-from engine.errors import Conflict, ExpressionError, NotFound, RecordInvalid
+from engine.errors import Conflict, ExpressionError, NotFound, PermissionDenied, RecordInvalid
 from engine.expressions import EvalContext
 from engine.fields import FieldKind, FieldValueError, kind_of
 from engine.fields import autonumber as autonumber_kind
@@ -60,6 +61,7 @@ MSG_REF_MISSING = T(
 )
 MSG_OWNER = T("无权指定负责人", "you may not set the owner")
 MSG_STATUS = T("状态只能由审批流程修改", "the status is changed by the approval flow only")
+MSG_LOCKED = T("你无权修改此字段", "you may not change this field")
 MSG_READONLY = T("此字段当前为只读", "this field is read-only now")
 MSG_ROW_FORGED = T("第 {n} 行不属于此记录", "row {n} does not belong to this record")
 MSG_MIN_ROWS = T("至少需要 {n} 行", "needs at least {n} rows")
@@ -340,8 +342,42 @@ def _in_business_timezone(method: _F) -> _F:
     return cast(_F, wrapper)
 
 
+class AccessPolicy(Protocol):
+    """What the record service asks the permission layer (``engine.permissions``).
+
+    Declared here so the record service needs no import of the layer that builds
+    on it; :class:`engine.permissions.Permissions` implements it.
+    """
+
+    def allows(
+        self, actor: Actor, entity: str, action: Literal["read", "update", "delete"], record: Record
+    ) -> bool: ...
+
+    def can_create(
+        self, actor: Actor, entity: str, values: Mapping[str, Any] | None = None
+    ) -> bool: ...
+
+    def read_scope(self, actor: Actor, et: EntityTable) -> ColumnElement[bool] | None: ...
+
+    def hidden_fields(self, actor: Actor, entity: str) -> frozenset[str]: ...
+
+    def readonly_fields(self, actor: Actor, entity: str) -> frozenset[str]: ...
+
+    def owner_policy(self, actor: Actor, entity: Entity, via: str) -> bool: ...
+
+    def may_assign_to(self, actor: Actor, entity: str, new_owner: str | None) -> bool: ...
+
+
 class RecordService:
-    """Create, update, delete and read records of a blueprint's entities."""
+    """Create, update, delete and read records of a blueprint's entities.
+
+    With an ``access`` policy every call is checked for its ``actor``: a record the
+    actor may not read is :class:`NotFound` (its existence is not confirmed); one
+    they may read but not change is :class:`PermissionDenied`; lists only hold
+    readable rows; hidden fields are left out of what is returned; writing a
+    hidden or read-only field is a field error. Without a policy (engine-internal
+    use, tests of the rules themselves) nothing is restricted.
+    """
 
     def __init__(
         self,
@@ -350,7 +386,8 @@ class RecordService:
         engine: Engine,
         *,
         clock: Callable[[], datetime] | None = None,
-        owner_policy: Callable[[Actor, Entity, str], bool] = default_owner_policy,
+        owner_policy: Callable[[Actor, Entity, str], bool] | None = None,
+        access: AccessPolicy | None = None,
     ) -> None:
         self.blueprint = blueprint
         self.schema = schema
@@ -358,7 +395,10 @@ class RecordService:
         self.write_engine = writer(engine)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.tz: tzinfo = ZoneInfo(blueprint.timezone)
-        self.owner_policy = owner_policy
+        self.access = access
+        self.owner_policy = owner_policy or (
+            access.owner_policy if access is not None else default_owner_policy
+        )
         self._order = {name: _computed_order(e.fields) for name, e in blueprint.entities.items()}
         self._child_order = {
             (name, t.name): _computed_order(t.fields)
@@ -428,10 +468,49 @@ class RecordService:
             raise NotFound()
         return self._row_to_record(conn, et, row)
 
+    def _checked(
+        self, record: Record, actor: Actor, action: Literal["read", "update", "delete"]
+    ) -> Record:
+        """``record`` if ``actor`` may ``action`` it: NotFound when unreadable, else 403."""
+        policy = self.access
+        if policy is None:
+            return record
+        if not policy.allows(actor, record.entity, "read", record):
+            raise NotFound()
+        if action != "read" and not policy.allows(actor, record.entity, action, record):
+            raise PermissionDenied()
+        return record
+
+    def _shown(self, record: Record, actor: Actor) -> Record:
+        """The record without the fields hidden from ``actor``."""
+        if self.access is None:
+            return record
+        hidden = self.access.hidden_fields(actor, record.entity)
+        if not hidden:
+            return record
+        return replace(
+            record,
+            values={k: v for k, v in record.values.items() if k not in hidden},
+            tables={k: v for k, v in record.tables.items() if k not in hidden},
+        )
+
+    def _locked_fields(self, actor: Actor, entity: str) -> frozenset[str]:
+        if self.access is None or actor.is_system:
+            return frozenset()
+        return self.access.hidden_fields(actor, entity) | self.access.readonly_fields(actor, entity)
+
+    def _may_create(
+        self, actor: Actor, entity: str, values: Mapping[str, Any] | None = None
+    ) -> None:
+        if self.access is not None and not self.access.can_create(actor, entity, values):
+            raise PermissionDenied()
+
     def get(self, entity: str, record_id: Any, *, actor: Actor = SYSTEM) -> Record:
+        """One record, if ``actor`` may read it (NotFound otherwise)."""
         et = self._et(entity)
         with self.engine.connect() as conn:
-            return self._load(conn, et, record_id)
+            record = self._checked(self._load(conn, et, record_id), actor, "read")
+        return self._shown(record, actor)
 
     def list_records(
         self,
@@ -447,15 +526,25 @@ class RecordService:
         Never waits on a full COUNT(*): the count stops at ``count_cap``.
         """
         et = self._et(entity)
+        scope = self.access.read_scope(actor, et) if self.access is not None else None
+        hidden = self.access.hidden_fields(actor, entity) if self.access is not None else ()
         with self.engine.connect() as conn:
-            return run_query(conn, et, query or Query(), count_cap=count_cap, with_count=with_count)
+            return run_query(
+                conn,
+                et,
+                query or Query(),
+                scope=scope,
+                hidden=hidden,
+                count_cap=count_cap,
+                with_count=with_count,
+            )
 
     def history(self, entity: str, record_id: Any, *, actor: Actor = SYSTEM) -> list[AuditEntry]:
         """The audit trail of one record, oldest first."""
         et = self._et(entity)
         audit = self.schema.audit
         with self.engine.connect() as conn:
-            record = self._load(conn, et, record_id)
+            record = self._checked(self._load(conn, et, record_id), actor, "read")
             rows = conn.execute(
                 sa.select(audit)
                 .where(
@@ -816,6 +905,7 @@ class RecordService:
         )
         owner = prior.owner if prior else actor.name
         status_fields = self._status_fields.get(entity.name)
+        locked = self._locked_fields(actor, entity.name)
         inputs = plan.input_modes
         for key, raw in data.items():
             step = inputs.get(key)
@@ -825,10 +915,14 @@ class RecordService:
                 if key == "owner":
                     if prior is not None and raw == prior.owner:
                         continue
-                    if not self.owner_policy(actor, entity, via):
+                    new_owner = None if raw in (None, "") else str(raw)
+                    if not self.owner_policy(actor, entity, via) or (
+                        self.access is not None
+                        and not self.access.may_assign_to(actor, entity.name, new_owner)
+                    ):
                         errors.add("owner", MSG_OWNER)
                         continue
-                    owner = None if raw in (None, "") else str(raw)
+                    owner = new_owner
                     continue
                 errors.add(key, MSG_UNKNOWN)
                 continue
@@ -843,6 +937,11 @@ class RecordService:
             except FieldValueError as exc:
                 errors.add(key, exc.text)
                 value = None
+            if locked and key in locked:
+                current = prior.values.get(key) if prior else None
+                if value is not None and value != current:
+                    errors.add(key, MSG_LOCKED)
+                continue
             if status_fields and key in status_fields and via not in ("flow", "system"):
                 # Only the flow moves the status; a create may name the initial one.
                 current = prior.values.get(key) if prior else self._status_default(f)
@@ -1112,16 +1211,18 @@ class RecordService:
     ) -> Record:
         """Validate and store a new record; all problems come back in one RecordInvalid."""
         et = self._et(entity)
+        self._may_create(actor, entity)
         with self.write_engine.begin() as conn:
             if idempotency_key:
                 existing = self._idempotent(conn, et, idempotency_key)
                 if existing is not None:
-                    return existing
+                    return self._shown(self._checked(existing, actor, "read"), actor)
             errors = _Errors()
             plan = self._plan(et)
             values, tables, owner, warnings, ctx = self._prepare(
                 et, plan, data, actor, via, None, errors
             )
+            self._may_create(actor, entity, {**values, **tables, "owner": owner})
             self._validate(plan, values, tables, ctx, errors, actor)
             self._check_refs(conn, et.entity, values, tables, errors)
             self._check_unique(conn, et, values, None, errors)
@@ -1165,7 +1266,7 @@ class RecordService:
                         key=idempotency_key, entity=entity, record_id=record_id, created_at=now
                     )
                 )
-        return Record(
+        record = Record(
             entity=entity,
             id=record_id,
             values=values,
@@ -1178,6 +1279,7 @@ class RecordService:
             updated_by=actor.name,
             warnings=warnings,
         )
+        return self._shown(record, actor)
 
     def _idempotent(self, conn: Connection, et: EntityTable, key: str) -> Record | None:
         idem = self.schema.idempotency
@@ -1221,7 +1323,11 @@ class RecordService:
         plan = self._plan(et)
         errors = _Errors()
         with self.engine.connect() as conn:
-            prior = self._load(conn, et, record_id) if record_id not in (None, "") else None
+            prior = None
+            if record_id not in (None, ""):
+                prior = self._checked(self._load(conn, et, record_id), actor, "read")
+            else:
+                self._may_create(actor, entity)
             values, tables, _owner, _warnings, ctx = self._prepare(
                 et, plan, data, actor, via, prior, errors
             )
@@ -1250,7 +1356,7 @@ class RecordService:
         if version is None and data.get("version") is not None:
             version = data["version"]
         with self.write_engine.begin() as conn:
-            prior = self._load(conn, et, record_id, for_update=True)
+            prior = self._checked(self._load(conn, et, record_id, for_update=True), actor, "update")
             if version is None:
                 raise Conflict(
                     T("更新需提供记录版本", "an update must name the record version"),
@@ -1280,7 +1386,7 @@ class RecordService:
             child_changes = self._write_children(conn, et, prior.id, tables, prior)
             changes.update(child_changes)
             if not changes:
-                return prior
+                return self._shown(prior, actor)
             row = self._storage_row(plan, values)
             row.update(
                 version=prior.version + 1, owner=owner, updated_at=now, updated_by=actor.name
@@ -1311,7 +1417,7 @@ class RecordService:
             )
             record = self._load(conn, et, prior.id)
         record.warnings = warnings
-        return record
+        return self._shown(record, actor)
 
     def _conflict(self, current: Record) -> Conflict:
         when = current.updated_at.isoformat(timespec="seconds") if current.updated_at else "?"
@@ -1340,7 +1446,7 @@ class RecordService:
         """Delete a record (and its child rows); refused while other records reference it."""
         et = self._et(entity)
         with self.write_engine.begin() as conn:
-            prior = self._load(conn, et, record_id, for_update=True)
+            prior = self._checked(self._load(conn, et, record_id, for_update=True), actor, "delete")
             if version is not None and int(version) != prior.version:
                 raise self._conflict(prior)
             errors = _Errors()
@@ -1421,18 +1527,24 @@ class RecordService:
         source: str | None,
     ) -> list[int]:
         et = self._et(entity)
+        self._may_create(actor, entity)
         plan = self._plan(et)
         bad: dict[int, dict[str, list[Text]]] = {}
         prepared: list[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], str | None]]
         prepared = []
         prepare = self._prepare
         validate = self._validate
+        policy = None if actor.is_system else self.access
         for i, data in enumerate(rows):
             errors = _Errors()
             values, tables, owner, _warnings, ctx = prepare(
                 et, plan, data, actor, via, None, errors
             )
             validate(plan, values, tables, ctx, errors, actor)
+            if policy is not None and not policy.can_create(
+                actor, entity, {**values, **tables, "owner": owner}
+            ):
+                errors.add(RECORD_ERROR, PermissionDenied.default_message)
             if errors:
                 bad[i] = errors.by_field
             prepared.append((i, values, tables, owner))

@@ -202,7 +202,7 @@ def varchar_length(engine: Engine, table: str, column: str) -> int | None:
     return getattr(col["type"], "length", None)
 
 
-SYSTEM_TABLES = {"ff_audit", "ff_idempotency", "ff_meta", "ff_sequences", "ff_users"}
+SYSTEM_TABLES = {"ff_audit", "ff_idempotency", "ff_meta", "ff_sequences", "ff_tokens", "ff_users"}
 
 V1 = B(E("customer", F("name", max_length=200), F("fax")))
 
@@ -243,6 +243,7 @@ def test_initialise_creates_tables_and_records_state(make_engine: Callable[[], E
         ("create_table", "ff_idempotency"),
         ("create_table", "ff_meta"),
         ("create_table", "ff_sequences"),
+        ("create_table", "ff_tokens"),
         ("create_table", "ff_users"),
     ]
     assert plan.changes[0].detail.get("en") == "create entity 'customer'"
@@ -826,7 +827,7 @@ def test_new_unique_field_with_duplicate_values_is_blocked(engine: Engine) -> No
 
 def test_plan_writes_nothing(engine: Engine) -> None:
     plan = plan_of(engine, V1)
-    assert not plan.empty and len(plan.changes) == 6
+    assert not plan.empty and len(plan.changes) == 7
     assert tables(engine) == set()
     migrate(engine, V1)
     insert(engine, V1, "customer", name="Acme", fax="555")
@@ -979,7 +980,7 @@ def test_command_plans_applies_and_refuses(engine: Engine, tmp_path: Path) -> No
 
     applied = runner.invoke(migrate_command, [str(path), "--db", url])
     assert applied.exit_code == 0, applied.output
-    assert applied.stdout.splitlines()[-1] == "Migrated: 6 changes, schema version 1."
+    assert applied.stdout.splitlines()[-1] == "Migrated: 7 changes, schema version 1."
     insert(engine, B(E("customer", F("name"), F("fax"))), "customer", name="Acme", fax="555")
 
     again = runner.invoke(migrate_command, [str(path), "--db", url, "--lang", "zh"])

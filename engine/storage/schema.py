@@ -137,6 +137,20 @@ def _system_tables(md: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("active", sa.Boolean, nullable=False, default=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )
+    # API tokens: only the sha256 of a token is stored; ``revoked_at`` set = revoked.
+    # Looked up as ``schema.metadata.tables["ff_tokens"]`` (see engine.users).
+    sa.Table(
+        "ff_tokens",
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("user", sa.String(150), nullable=False, index=True),
+        sa.Column("label", sa.String(200), nullable=False),
+        sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("last_used_at", UTCDateTime()),
+        sa.Column("revoked_at", UTCDateTime()),
+        sqlite_autoincrement=True,
+    )
     audit = sa.Table(
         "ff_audit",
         md,

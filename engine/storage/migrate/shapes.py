@@ -152,7 +152,10 @@ def _targets(blueprint: Blueprint, schema: Schema) -> dict[str, _Target]:
             out[child.table.name] = _Target(
                 child.table, "child", f"{ename}.{cname}", tuple(previous), cfields, {}, cprev
             )
-    system = (schema.audit, schema.idempotency, schema.meta, schema.sequences, schema.users)
+    system = sorted(
+        (t for t in schema.metadata.tables.values() if t.name.startswith(SYSTEM_PREFIX)),
+        key=lambda t: t.name,
+    )
     for table in system:
         out[table.name] = _Target(table, "system", table.name, (), {}, {}, {})
     return out

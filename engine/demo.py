@@ -1,0 +1,196 @@
+"""Demo data for ``formflow serve --demo``: two sales teams and realistic Chinese records.
+
+Demo only: every demo user's password is ``DEMO_PASSWORD`` (printed at start);
+never use ``--demo`` for real data. Records go through the record service
+(``via="system"``), so they obey every rule of the blueprint. Entities or fields
+a blueprint lacks are skipped, so any blueprint with a ``customer`` entity gets
+users at least; the CRM blueprint gets customers, contacts and opportunities.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from engine.errors import FormflowError
+from engine.model import Blueprint
+from engine.records import SYSTEM, RecordService
+from engine.storage.migrate import initialise
+from engine.storage.schema import build_schema
+from engine.users import UserService
+
+DEMO_PASSWORD = "formflow-demo"
+
+#: (name, display name, roles, manager)
+USERS: tuple[tuple[str, str, tuple[str, ...], str | None], ...] = (
+    ("admin", "系统管理员", ("admin",), None),
+    ("wang.fang", "王芳（华东经理）", ("sales_manager",), None),
+    ("li.lei", "李雷", ("sales_rep",), "wang.fang"),
+    ("han.meimei", "韩梅梅", ("sales_rep",), "wang.fang"),
+    ("zhao.qiang", "赵强（华南经理）", ("sales_manager",), None),
+    ("chen.jing", "陈静", ("sales_rep",), "zhao.qiang"),
+    ("liu.yang", "刘洋", ("sales_rep",), "zhao.qiang"),
+    ("sun.li", "孙丽（财务）", ("finance",), None),
+)
+
+CUSTOMERS: tuple[dict[str, Any], ...] = (
+    {
+        "name": "上海华东机电设备有限公司",
+        "level": "A",
+        "industry": "manufacturing",
+        "segment": "大型企业",
+        "annual_revenue": "86000000",
+        "employees": 1200,
+        "phone": "021-6258 8800",
+        "owner": "li.lei",
+    },
+    {
+        "name": "杭州云栖信息科技有限公司",
+        "level": "B",
+        "industry": "it",
+        "segment": "中小企业",
+        "annual_revenue": "12000000",
+        "employees": 150,
+        "email": "bd@yunqi.example",
+        "owner": "li.lei",
+    },
+    {
+        "name": "苏州工业园区管理委员会",
+        "level": "B",
+        "industry": "other",
+        "segment": "政府机构",
+        "phone": "0512-6666 1234",
+        "owner": "han.meimei",
+    },
+    {
+        "name": "南京金陵百货股份有限公司",
+        "level": "C",
+        "industry": "retail",
+        "segment": "大型企业",
+        "annual_revenue": "30000000",
+        "phone": "025-8470 2000",
+        "owner": "han.meimei",
+    },
+    {
+        "name": "深圳前海汇通金融服务有限公司",
+        "level": "A",
+        "industry": "finance",
+        "segment": "大型企业",
+        "annual_revenue": "250000000",
+        "email": "it@huitong.example",
+        "owner": "chen.jing",
+    },
+    {
+        "name": "广州白云精密制造有限公司",
+        "level": "B",
+        "industry": "manufacturing",
+        "segment": "中小企业",
+        "annual_revenue": "9000000",
+        "phone": "020-3622 7788",
+        "owner": "chen.jing",
+    },
+    {
+        "name": "东莞松湖电子有限公司",
+        "level": "C",
+        "industry": "manufacturing",
+        "segment": "中小企业",
+        "phone": "0769-2288 6600",
+        "owner": "liu.yang",
+    },
+    {
+        "name": "厦门鹭岛连锁超市有限公司",
+        "level": "C",
+        "industry": "retail",
+        "segment": "中小企业",
+        "email": "purchase@ludao.example",
+        "owner": "liu.yang",
+    },
+)
+
+OPPORTUNITIES: tuple[tuple[int, str, str, str, int, int], ...] = (
+    # (customer index, name, stage, amount, days to close, product qty)
+    (0, "2027 年度数控机床采购", "proposal", "1850000", 45, 6),
+    (0, "产线自动化改造二期", "needs", "3200000", 90, 0),
+    (1, "云平台运维服务续约", "contract", "480000", 20, 0),
+    (2, "园区智慧安防项目", "lead", "2600000", 120, 0),
+    (3, "门店收银系统升级", "won", "360000", 0, 40),
+    (4, "核心交易系统灾备建设", "proposal", "5600000", 60, 0),
+    (5, "精密检测设备采购", "needs", "920000", 75, 3),
+    (6, "SMT 贴片线扩产", "lost", "1500000", 0, 0),
+    (7, "供应链管理系统", "lead", "280000", 100, 0),
+)
+
+
+def _keep(blueprint: Blueprint, entity: str, data: dict[str, Any]) -> dict[str, Any]:
+    fields = blueprint.entities[entity].fields
+    return {k: v for k, v in data.items() if k in fields or k == "owner"}
+
+
+def seed_demo(blueprint: Blueprint, engine: Engine) -> list[str]:
+    """Create the tables, demo users and records; lines telling how to sign in."""
+    schema = build_schema(blueprint)
+    initialise(engine, blueprint, schema)
+    users = UserService(blueprint, schema, engine)
+    allowed = users.allowed_roles()
+    added: list[str] = []
+    for name, display, roles, manager in USERS:
+        kept = tuple(r for r in roles if r in allowed)
+        if not kept:
+            continue
+        users.add(
+            name,
+            roles=kept,
+            manager=manager if manager in added else None,
+            password=DEMO_PASSWORD,
+            display_name=display,
+        )
+        added.append(name)
+    records = RecordService(blueprint, schema, engine)
+    today = date.today()
+    ids: list[int] = []
+    if "customer" in blueprint.entities:
+        for customer in CUSTOMERS:
+            try:
+                ids.append(
+                    records.create(
+                        "customer",
+                        _keep(blueprint, "customer", customer),
+                        actor=SYSTEM,
+                        via="system",
+                    ).id
+                )
+            except FormflowError:
+                continue
+    if "opportunity" in blueprint.entities and ids:
+        for index, name, stage, amount, days, qty in OPPORTUNITIES:
+            if index >= len(ids):
+                continue
+            owner = CUSTOMERS[index]["owner"]
+            data: dict[str, Any] = {
+                "name": name,
+                "customer": ids[index],
+                "stage": stage,
+                "amount": amount,
+                "owner": owner,
+                "close_date": (today + timedelta(days=days)).isoformat(),
+                "is_key": stage in ("proposal", "contract"),
+            }
+            if stage == "won":
+                data["win_reason"] = "价格与交付周期优势"
+            if qty:
+                data["lines"] = [
+                    {"product": "标准设备套件", "qty": qty, "price": str(int(amount) // (qty * 2))}
+                ]
+            try:
+                records.create(
+                    "opportunity", _keep(blueprint, "opportunity", data), actor=SYSTEM, via="system"
+                )
+            except FormflowError:
+                continue
+    names = ", ".join(added)
+    return [
+        f"演示数据已创建。用户：{names}；密码（仅用于演示）：{DEMO_PASSWORD}",
+        f"Demo data created. Users: {names}; password (demo only): {DEMO_PASSWORD}",
+    ]

@@ -1,0 +1,196 @@
+"""The Flask app factory: one blueprint, one database, every page generated.
+
+``create_app(blueprint_path, db_url=None, config=None)`` loads and checks the
+blueprint, connects to the database (default: the SQLite file beside the
+blueprint) and builds the services. It does not create or migrate tables:
+``formflow serve`` checks the schema first (``formflow migrate`` updates it).
+
+Templates come from ``templates/`` inside the blueprint folder first (to
+override any page), then the engine's top-level ``templates/``. Autoescaping is
+always on and no blueprint text or record value is ever compiled as a template.
+
+Configuration (``config`` keys, or environment variables where noted):
+
+* ``SECRET_KEY`` / ``FORMFLOW_SECRET_KEY``: signs the session. When neither is
+  given a random key is generated once and kept in ``FORMFLOW_SECRET_FILE``
+  (default ``.formflow-secret`` beside the SQLite file, or in the blueprint
+  folder for other databases; created with mode 0600), so every worker and
+  every restart share it. Set the variable in production.
+* ``SESSION_COOKIE_SECURE`` (default False; set True behind HTTPS).
+* ``WTF_CSRF_ENABLED`` (default True; tests may turn it off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from jinja2 import ChoiceLoader, FileSystemLoader, select_autoescape
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from engine.errors import FormflowError
+from engine.fields import using_timezone
+from engine.i18n import normalise_lang
+from engine.loader import load
+from engine.permissions import Permissions
+from engine.records import RecordService
+from engine.storage.database import create_engine, default_url
+from engine.storage.schema import build_schema
+from engine.users import UserService
+from engine.web.services import EXTENSION_KEY, Services
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = PACKAGE_DIR.parent.parent / "templates"
+STATIC_DIR = PACKAGE_DIR / "static"
+SECRET_ENV = "FORMFLOW_SECRET_KEY"
+SECRET_FILE_NAME = ".formflow-secret"
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "object-src 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS: Mapping[str, str] = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+csrf = CSRFProtect()
+
+
+def _secret_file(blueprint_path: Path, db_url: str) -> Path:
+    if db_url.startswith("sqlite:///") and ":memory:" not in db_url:
+        return Path(db_url[len("sqlite:///") :]).resolve().parent / SECRET_FILE_NAME
+    folder = blueprint_path if blueprint_path.is_dir() else blueprint_path.parent
+    return folder / SECRET_FILE_NAME
+
+
+def stored_secret(path: Path) -> str:
+    """The key in ``path``, created (mode 0600, never overwritten) when missing."""
+    with contextlib.suppress(FileNotFoundError):
+        text = path.read_text(encoding="utf-8").strip()
+        if text:
+            return text
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker won the race: use its key
+        return path.read_text(encoding="utf-8").strip() or key
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(key)
+    return key
+
+
+def create_app(
+    blueprint_path: str | Path, db_url: str | None = None, config: Mapping[str, Any] | None = None
+) -> Flask:
+    """A Flask app serving the blueprint at ``blueprint_path`` (see the module docs)."""
+    path = Path(blueprint_path)
+    blueprint = load(path)
+    url = db_url or default_url(path)
+    settings = dict(config or {})
+
+    app = Flask("engine.web", static_folder=str(STATIC_DIR), static_url_path="/static")
+    loaders = []
+    folder = path if path.is_dir() else path.parent
+    if (folder / "templates").is_dir():
+        loaders.append(FileSystemLoader(str(folder / "templates")))
+    loaders.append(FileSystemLoader(str(TEMPLATES_DIR)))
+    app.jinja_loader = ChoiceLoader(loaders)
+    app.jinja_env.autoescape = select_autoescape(default=True, default_for_string=True)
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="formflow_session",
+        SESSION_COOKIE_SECURE=False,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        WTF_CSRF_HEADERS=["X-CSRFToken"],
+        FORMFLOW_DEFAULT_LANG=normalise_lang(blueprint.default_locale),
+        MAX_CONTENT_LENGTH=4 * 1024 * 1024,
+    )
+    app.config.update(settings)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = os.environ.get(SECRET_ENV) or stored_secret(
+            Path(app.config.get("FORMFLOW_SECRET_FILE") or _secret_file(path, url))
+        )
+
+    engine = create_engine(url)
+    schema = build_schema(blueprint)
+    users = UserService(blueprint, schema, engine)
+    permissions = Permissions(blueprint, users)
+    app.extensions[EXTENSION_KEY] = Services(
+        blueprint=blueprint,
+        schema=schema,
+        engine=engine,
+        records=RecordService(blueprint, schema, engine, access=permissions),
+        users=users,
+        permissions=permissions,
+    )
+
+    csrf.init_app(app)
+    from engine.web import auth, context
+    from engine.web.views import home, lists, parts, records
+
+    auth.init_app(app)
+    context.init_app(app)
+    for module in (home, lists, records, parts):
+        app.register_blueprint(module.bp)
+
+    _install_hooks(app, blueprint.timezone)
+    return app
+
+
+def _install_hooks(app: Flask, timezone: str) -> None:
+    @app.before_request
+    def _business_timezone() -> None:
+        cm = using_timezone(timezone)
+        cm.__enter__()
+        g.tz_context = cm
+
+    @app.teardown_request
+    def _leave_timezone(_exc: BaseException | None) -> None:
+        cm = g.pop("tz_context", None)
+        if cm is not None:
+            cm.__exit__(None, None, None)
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.endpoint != "static":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError) -> tuple[str, int]:
+        return render_template("error.html", status=400, message_key="error.csrf"), 400
+
+    @app.errorhandler(FormflowError)
+    def _formflow_error(exc: FormflowError) -> tuple[str, int]:
+        from engine.web.i18n import current_lang
+
+        status = exc.http_status if exc.http_status in (400, 403, 404, 409, 422) else 500
+        return (
+            render_template("error.html", status=status, message=exc.message(current_lang())),
+            status,
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[str, int]:
+        status = exc.code or 500
+        key = f"error.{status}" if status in (400, 403, 404) else "error.title"
+        return render_template("error.html", status=status, message_key=key), status

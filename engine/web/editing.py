@@ -1,0 +1,127 @@
+"""Drawing a record form: preview values, field states and sections in one place.
+
+The create page, the edit page, a failed save and the live preview endpoint all
+build their form through :func:`build_form`, so what the user sees while typing
+is what a save does.
+
+Computed values come from ``RecordService.preview(entity, data, actor=,
+record_id=)`` (the record service's own preparation: coercion, defaults,
+computed fields, without saving). While a record service has no ``preview``,
+pages show the stored values (or plain defaults for a new record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import FormflowError
+from engine.fields import FieldValueError, kind_of
+from engine.model import Entity
+from engine.records import Actor, Record
+from engine.web import access
+from engine.web.conditions import FieldState, field_states
+from engine.web.forms import FormState, accepts_input
+from engine.web.services import services
+from engine.web.widgets import RefCache, SectionView, form_sections
+
+
+@dataclass
+class Preview:
+    values: dict[str, Any]
+    tables: dict[str, list[dict[str, Any]]]
+    errors: dict[str, list[str]]
+
+
+def _defaults(entity: Entity) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, f in entity.fields.items():
+        if f.default is None or f.kind == "table":
+            continue
+        try:
+            out[name] = kind_of(f).coerce(f, f.default)
+        except FieldValueError:
+            continue
+    return out
+
+
+def preview(
+    entity: Entity, data: Mapping[str, Any], actor: Actor, record: Record | None, lang: str
+) -> Preview:
+    """Values (computed fields included) for ``data`` as a save would prepare them."""
+    svc = services()
+    run = getattr(svc.records, "preview", None)
+    base_values = dict(record.values) if record is not None else _defaults(entity)
+    base_tables = {k: [dict(r) for r in v] for k, v in record.tables.items()} if record else {}
+    if run is None:
+        return Preview(base_values, base_tables, {})
+    try:
+        values, errors = run(
+            entity.name, data, actor=actor, record_id=record.id if record else None
+        )
+    except FormflowError:
+        return Preview(base_values, base_tables, {})
+    tables = {n: list(values.get(n) or []) for n, f in entity.fields.items() if f.kind == "table"}
+    plain = {k: v for k, v in values.items() if k not in tables}
+    messages = {k: [m.get(lang) for m in v] for k, v in dict(errors or {}).items()}
+    return Preview(plain, tables, messages)
+
+
+def editable_fields(
+    entity: Entity, actor: Actor, record: Record | None, states: Mapping[str, FieldState]
+) -> set[str]:
+    """Fields this form sends to the record service."""
+    hidden = access.hidden_fields(actor, entity)
+    readonly = access.readonly_fields(actor, entity)
+    return {
+        n
+        for n, f in entity.fields.items()
+        if n not in hidden
+        and n not in readonly
+        and not states.get(n, FieldState()).readonly
+        and (accepts_input(f) or f.kind == "table")
+    }
+
+
+def states_for(
+    entity: Entity,
+    values: Mapping[str, Any],
+    tables: Mapping[str, list[dict[str, Any]]],
+    actor: Actor,
+    record: Record | None,
+) -> dict[str, FieldState]:
+    return field_states(
+        services().blueprint,
+        entity,
+        values,
+        tables,
+        actor,
+        record.values if record is not None else None,
+    )
+
+
+def build_form(
+    entity: Entity,
+    form: FormState,
+    shown: Preview,
+    actor: Actor,
+    record: Record | None,
+    lang: str,
+    errors: Mapping[str, list[str]],
+) -> tuple[list[SectionView], dict[str, FieldState]]:
+    """The sections of a form and each field's state."""
+    states = states_for(entity, shown.values, shown.tables, actor, record)
+    sections = form_sections(
+        entity,
+        form,
+        shown.values,
+        shown.tables,
+        lang,
+        states=states,
+        hidden=access.hidden_fields(actor, entity),
+        readonly=access.readonly_fields(actor, entity),
+        errors=errors,
+        refs=RefCache(actor, lang),
+    )
+    return sections, states

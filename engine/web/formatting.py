@@ -1,0 +1,153 @@
+"""Values as a person reads them, in the page's language.
+
+Every field value goes through its kind's ``display`` (``¥1,234.50``,
+``2026年11月27日`` / ``2026-11-27``, option labels ...). References show the
+target record's title, looked up in one query per target entity and page
+through the record service (so a record the reader may not see stays ``#12``).
+System columns (owner, created/updated) get the same treatment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from engine.errors import FormflowError
+from engine.fields import kind_of
+from engine.fields.dates import to_business
+from engine.i18n import Text
+from engine.model import Entity, Field
+from engine.records import Actor
+from engine.storage.query import MAX_IN_VALUES, Filter, Query
+from engine.web.services import services
+
+SYSTEM_LABELS: Mapping[str, Text] = {
+    "id": Text(zh="编号", en="ID"),
+    "owner": Text(zh="负责人", en="Owner"),
+    "created_at": Text(zh="创建时间", en="Created"),
+    "created_by": Text(zh="创建人", en="Created by"),
+    "updated_at": Text(zh="更新时间", en="Updated"),
+    "updated_by": Text(zh="更新人", en="Updated by"),
+    "version": Text(zh="版本", en="Version"),
+}
+
+
+def column_label(entity: Entity, name: str, lang: str) -> str:
+    """The label of a field or a system column."""
+    if name in entity.fields:
+        return entity.fields[name].label.get(lang) or name
+    return SYSTEM_LABELS[name].get(lang) if name in SYSTEM_LABELS else name
+
+
+def show_datetime(value: datetime | None, lang: str) -> str:
+    """A moment in the business time zone: ``2026年11月27日 16:30`` / ``2026-11-27 16:30``."""
+    if value is None:
+        return ""
+    local = to_business(value)
+    clock = f"{local.hour:02d}:{local.minute:02d}"
+    if lang == "zh":
+        return f"{local.year}年{local.month}月{local.day}日 {clock}"
+    return f"{local.date().isoformat()} {clock}"
+
+
+def display(field: Field, value: Any, lang: str, titles: Mapping[int, str] | None = None) -> str:
+    """``value`` of ``field`` as text for ``lang``; refs use ``titles`` when known."""
+    if value is None:
+        return ""
+    if field.kind == "ref" and titles is not None and value in titles:
+        return titles[value]
+    try:
+        return kind_of(field).display(field, value, lang)
+    except (TypeError, ValueError, ArithmeticError):
+        return str(value)
+
+
+def display_column(
+    entity: Entity, name: str, row: Mapping[str, Any], lang: str, titles: RefTitles
+) -> str:
+    """A list cell or a detail value: a field or a system column."""
+    value = row.get(name)
+    if name in entity.fields:
+        f = entity.fields[name]
+        return display(f, value, lang, titles.get(f.to or "", {}))
+    if isinstance(value, datetime):
+        return show_datetime(value, lang)
+    return "" if value is None else str(value)
+
+
+def record_title(entity: Entity, values: Mapping[str, Any], record_id: Any, lang: str) -> str:
+    """The title of a record: its title field, else ``Label #id``."""
+    name = entity.title_field
+    if name and name in entity.fields:
+        text = display(entity.fields[name], values.get(name), lang)
+        if text:
+            return text
+    return f"{entity.label.get(lang)} #{record_id}"
+
+
+RefTitles = dict[str, dict[int, str]]
+
+
+def ref_titles(
+    entity: Entity,
+    rows: Iterable[Mapping[str, Any]],
+    actor: Actor,
+    lang: str,
+    names: Iterable[str] | None = None,
+) -> RefTitles:
+    """Titles of every record the ``rows`` refer to, by target entity and id."""
+    wanted: dict[str, set[int]] = {}
+    chosen = set(names) if names is not None else set(entity.fields)
+    rows = list(rows)
+    for name in chosen:
+        f = entity.fields.get(name)
+        if f is None or f.kind != "ref" or not f.to:
+            continue
+        for row in rows:
+            v = row.get(name)
+            if isinstance(v, int):
+                wanted.setdefault(f.to, set()).add(v)
+    return lookup_titles(wanted, actor, lang)
+
+
+def lookup_titles(wanted: Mapping[str, set[int]], actor: Actor, lang: str) -> RefTitles:
+    """``{entity: {id: title}}`` for the given ids (those the actor may read)."""
+    svc = services()
+    out: RefTitles = {}
+    for target, ids in wanted.items():
+        found: dict[int, str] = {}
+        target_entity = svc.blueprint.entities.get(target)
+        ordered = sorted(ids)
+        if target_entity is None:
+            continue
+        for start in range(0, len(ordered), MAX_IN_VALUES):
+            chunk = ordered[start : start + MAX_IN_VALUES]
+            query = Query(filters=(Filter("id", "in", tuple(chunk)),), limit=len(chunk))
+            try:
+                page = svc.records.list_records(target, query, actor=actor, with_count=False)
+            except FormflowError:
+                continue
+            for row in page.rows:
+                found[int(row["id"])] = record_title(target_entity, row, row["id"], lang)
+        out[target] = found
+    return out
+
+
+def input_value(field: Field, value: Any) -> Any:
+    """A canonical value as an HTML input's value (lists stay lists for multi-selects)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        local = to_business(value)
+        return local.strftime("%Y-%m-%dT%H:%M")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return str(value)

@@ -1,0 +1,156 @@
+"""A submitted record form -> the data the record service takes, and back.
+
+Input names: a field is ``<name>``; a child-table row is listed by a hidden
+``<table>.__rows`` input holding its token (``r12`` for the stored row 12,
+``n<random>`` for a new one), and its cells are ``<table>.<token>.<child>``.
+A check box sends ``false`` from a hidden input and ``true`` from the box (the
+last value wins); a multi-select sends an empty marker first so that clearing
+every option is a change. Error keys of the record service (``lines[2].qty``)
+map back to row tokens by position.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.datastructures import MultiDict
+
+from engine.fields import kind_of
+from engine.model import Entity, Field
+from engine.web.formatting import input_value
+
+ROWS_SUFFIX = "__rows"
+_ROW_KEY = re.compile(r"^(?P<table>[^\[\]]+)\[(?P<index>\d+)\](?:\.(?P<child>.+))?$")
+_TOKEN = re.compile(r"^[rn][A-Za-z0-9_-]{1,40}$")
+
+
+def new_token() -> str:
+    """A token for a row added in the browser."""
+    return "n" + secrets.token_hex(6)
+
+
+def accepts_input(f: Field) -> bool:
+    """Whether a form has an input for ``f`` (not computed, numbered or a file)."""
+    return kind_of(f).editable(f) and f.kind != "file"
+
+
+@dataclass
+class RowState:
+    token: str
+    id: int | None
+    values: dict[str, Any] = field(default_factory=dict)  # child -> input value
+
+
+@dataclass
+class FormState:
+    """What the inputs of a form hold: input values, not canonical values."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    rows: dict[str, list[RowState]] = field(default_factory=dict)
+
+    def row_token(self, table: str, index: int) -> str | None:
+        rows = self.rows.get(table, [])
+        return rows[index].token if 0 <= index < len(rows) else None
+
+
+def state_from_values(
+    entity: Entity, values: Mapping[str, Any], tables: Mapping[str, list[dict[str, Any]]]
+) -> FormState:
+    """Input values for a stored record (or for defaults)."""
+    state = FormState()
+    for name, f in entity.fields.items():
+        if f.kind == "table":
+            rows: list[RowState] = []
+            for row in tables.get(name, []):
+                rid = row.get("id")
+                token = f"r{rid}" if isinstance(rid, int) else new_token()
+                cells = {c: input_value(cf, row.get(c)) for c, cf in f.fields.items()}
+                rows.append(RowState(token, rid if isinstance(rid, int) else None, cells))
+            state.rows[name] = rows
+        else:
+            state.values[name] = input_value(f, values.get(name))
+    return state
+
+
+def _last(form: MultiDict[str, str], key: str) -> str | None:
+    values = form.getlist(key)
+    return values[-1] if values else None
+
+
+def _read(f: Field, form: MultiDict[str, str], key: str) -> tuple[bool, Any]:
+    """(present, value) of one input."""
+    widget = kind_of(f).widget
+    if widget == "multiselect":
+        if key not in form:
+            return False, None
+        return True, [v for v in form.getlist(key) if v.strip()]
+    if key not in form:
+        return False, None
+    value = _last(form, key)
+    if widget == "checkbox":
+        return True, value or "false"
+    return True, value
+
+
+def read_form(
+    entity: Entity, form: MultiDict[str, str], editable: Collection[str]
+) -> tuple[dict[str, Any], FormState]:
+    """The record data to save and the form state to show again on errors.
+
+    Only ``editable`` fields are read: a read-only, hidden or computed field is
+    never sent to the record service from a form, whatever the request holds.
+    """
+    data: dict[str, Any] = {}
+    state = FormState()
+    for name, f in entity.fields.items():
+        if f.kind == "table":
+            rows: list[RowState] = []
+            payload: list[dict[str, Any]] = []
+            present = f"{name}.{ROWS_SUFFIX}" in form
+            for token in form.getlist(f"{name}.{ROWS_SUFFIX}"):
+                if not _TOKEN.match(token):
+                    continue
+                rid = int(token[1:]) if token.startswith("r") and token[1:].isdigit() else None
+                row = RowState(token, rid)
+                item: dict[str, Any] = {} if rid is None else {"id": rid}
+                for cname, cf in f.fields.items():
+                    if not accepts_input(cf):
+                        continue
+                    got, value = _read(cf, form, f"{name}.{token}.{cname}")
+                    if got:
+                        row.values[cname] = value
+                        item[cname] = value
+                rows.append(row)
+                payload.append(item)
+            state.rows[name] = rows
+            if name in editable and (present or rows):
+                data[name] = payload
+            continue
+        got, value = _read(f, form, name)
+        if got:
+            state.values[name] = value
+            if name in editable and accepts_input(f):
+                data[name] = value
+    return data, state
+
+
+def errors_by_input(errors: Mapping[str, list[str]], state: FormState) -> dict[str, list[str]]:
+    """Record-service error keys -> input names (``lines[0].qty`` -> ``lines.<token>.qty``)."""
+    out: dict[str, list[str]] = {}
+    for key, messages in errors.items():
+        m = _ROW_KEY.match(key)
+        target = key
+        if m:
+            token = state.row_token(m["table"], int(m["index"]))
+            if token is None:
+                target = m["table"]
+            elif m["child"]:
+                target = f"{m['table']}.{token}.{m['child']}"
+            else:
+                target = f"{m['table']}.{token}"
+        out.setdefault(target, []).extend(messages)
+    return out

@@ -1,0 +1,1 @@
+"""Page views, one module per concern: home, lists, records (detail/forms/delete), parts (htmx)."""

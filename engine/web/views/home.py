@@ -1,0 +1,52 @@
+"""The home page: the entities the user may see, with record counts (capped)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template, url_for
+
+from engine.errors import FormflowError
+from engine.web import access
+from engine.web.auth import current_actor
+from engine.web.i18n import _, current_lang
+from engine.web.services import services
+
+bp = Blueprint("home", __name__)
+
+#: The home page counts at most this many records per entity ("1,000+").
+HOME_COUNT_CAP = 1000
+
+
+@bp.route("/")
+def index() -> str:
+    svc = services()
+    actor = current_actor()
+    lang = current_lang()
+    cards = []
+    for entity in svc.blueprint.entities.values():
+        if not access.can_see(actor, entity):
+            continue
+        try:
+            page = svc.records.list_records(
+                entity.name, None, actor=actor, count_cap=HOME_COUNT_CAP
+            )
+        except FormflowError:
+            continue
+        count = page.count if page.count is not None else len(page.rows)
+        text = (
+            _("home.records_capped", n=f"{count:,}")
+            if page.count_capped
+            else _("home.records", n=f"{count:,}")
+        )
+        cards.append(
+            {
+                "label": entity.label.get(lang) or entity.name,
+                "description": entity.description.get(lang),
+                "count": text,
+                "url": url_for("lists.index", entity=entity.name),
+                "new_url": url_for("records.new", entity=entity.name)
+                if access.can_create(actor, entity)
+                else None,
+            }
+        )
+    description = svc.blueprint.description.get(lang)
+    return render_template("home.html", cards=cards, description=description)
