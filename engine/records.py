@@ -405,6 +405,7 @@ class RecordService:
             for name, e in blueprint.entities.items()
             for t in e.tables()
         }
+        self._ids_in: dict[str, sa.Select[Any]] = {}  # ref checks, built once per target
         self._status_fields: dict[str, set[str]] = defaultdict(set)
         for flow in blueprint.flows.values():
             self._status_fields[flow.entity].add(flow.status_field)
@@ -764,10 +765,13 @@ class RecordService:
                             places.append((f"{name}[{i}].{cname}", cf.to, row[cname]))
         found: dict[str, set[int]] = {}
         for target, ids in wanted.items():
-            tt = self.schema.entity(target).table
-            found[target] = set(
-                conn.execute(sa.select(tt.c.id).where(tt.c.id.in_(sorted(ids)))).scalars()
-            )
+            stmt = self._ids_in.get(target)
+            if stmt is None:
+                tt = self.schema.entity(target).table
+                stmt = self._ids_in[target] = sa.select(tt.c.id).where(
+                    tt.c.id.in_(sa.bindparam("ids", expanding=True))
+                )
+            found[target] = set(conn.execute(stmt, {"ids": sorted(ids)}).scalars())
         for key, target, rid in places:
             if rid not in found[target]:
                 label = self.blueprint.entities[target].label

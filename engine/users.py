@@ -266,6 +266,8 @@ class UserService:
         self.write_engine = writer(engine)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.users: sa.Table = schema.users
+        # Built once: this runs on every signed-in request (the session's user loader).
+        self._by_name = sa.select(self.users).where(self.users.c.name == sa.bindparam("name"))
         self.tokens_table: sa.Table = schema.metadata.tables["ff_tokens"]
 
     # -- reading -------------------------------------------------------------
@@ -284,7 +286,7 @@ class UserService:
         )
 
     def _row(self, conn: Connection, name: str) -> Any:
-        return conn.execute(sa.select(self.users).where(self.users.c.name == name)).first()
+        return conn.execute(self._by_name, {"name": name}).first()
 
     def find(self, name: str) -> User | None:
         """The user called ``name`` (exact), or None."""

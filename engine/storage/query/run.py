@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.fields import kind_of
+from engine.fields import FieldKind, kind_of
 from engine.model import Field
 from engine.storage.query.base import DEFAULT_COUNT_CAP, SYSTEM_FIELDS, Page, Query
 from engine.storage.query.paging import (
@@ -38,6 +38,16 @@ def _output_columns(
         if name not in hidden
     ]
     return out
+
+
+def _reader(fld: Field | None) -> Any:
+    """The kind's ``from_storage`` when it overrides the identity default, else None."""
+    if fld is None:
+        return None
+    read = kind_of(fld).from_storage
+    if getattr(read, "__func__", None) is FieldKind.from_storage:
+        return None
+    return read
 
 
 def _hidden(hidden: Collection[str]) -> frozenset[str]:
@@ -128,15 +138,21 @@ def run_query(
     result = conn.execute(compile_query(et, query, scope=scope, hidden=hide)).all()
     has_more = len(result) > query.limit
     result = result[: query.limit]
+    # Columns come back in select order; convert only where a kind's from_storage
+    # does more than the column type already did.
+    readers = [(i, name, _reader(fld)) for i, (name, _col, fld) in enumerate(outputs)]
+    plain = [(i, name) for i, name, read in readers if read is None]
+    converted = [
+        (i, name, fld, read)
+        for (i, name, read), (_, _, fld) in zip(readers, outputs, strict=True)
+        if read is not None
+    ]
     rows: list[dict[str, Any]] = []
     for row in result:
-        m = row._mapping
-        item: dict[str, Any] = {}
-        for name, col, fld in outputs:
-            value = m[col]
-            if fld is not None and value is not None:
-                value = kind_of(fld).from_storage(fld, value)
-            item[name] = value
+        item = {name: row[i] for i, name in plain}
+        for i, name, fld, read in converted:
+            value = row[i]
+            item[name] = None if value is None else read(fld, value)
         rows.append(item)
     next_cursor = None
     if has_more and result:
