@@ -342,6 +342,10 @@ def _in_business_timezone(method: _F) -> _F:
     return cast(_F, wrapper)
 
 
+class _IdempotentReplay(Exception):
+    """Another request with the same idempotency key committed first."""
+
+
 class AccessPolicy(Protocol):
     """What the record service asks the permission layer (``engine.permissions``).
 
@@ -406,6 +410,10 @@ class RecordService:
             for t in e.tables()
         }
         self._ids_in: dict[str, sa.Select[Any]] = {}  # ref checks, built once per target
+        self._readonly = {
+            name: frozenset(n for n, f in e.fields.items() if f.readonly)
+            for name, e in blueprint.entities.items()
+        }
         self._status_fields: dict[str, set[str]] = defaultdict(set)
         for flow in blueprint.flows.values():
             self._status_fields[flow.entity].add(flow.status_field)
@@ -495,10 +503,18 @@ class RecordService:
             tables={k: v for k, v in record.tables.items() if k not in hidden},
         )
 
-    def _locked_fields(self, actor: Actor, entity: str) -> frozenset[str]:
+    def _locked_fields(self, actor: Actor, entity: str, via: str) -> frozenset[str]:
+        """Fields ``actor`` may not write: ``readonly: true`` ones from forms and the API
+        (flows, automations, imports and the engine set them), plus those their roles
+        hide or make read-only."""
+        locked = self._readonly[entity] if via in ("form", "api") else frozenset()
         if self.access is None or actor.is_system:
-            return frozenset()
-        return self.access.hidden_fields(actor, entity) | self.access.readonly_fields(actor, entity)
+            return locked
+        return (
+            locked
+            | self.access.hidden_fields(actor, entity)
+            | self.access.readonly_fields(actor, entity)
+        )
 
     def _may_create(
         self, actor: Actor, entity: str, values: Mapping[str, Any] | None = None
@@ -750,7 +766,13 @@ class RecordService:
         values: Mapping[str, Any],
         tables: Mapping[str, list[dict[str, Any]]],
         errors: _Errors,
+        actor: Actor,
     ) -> None:
+        """Every ref must name a record that exists and that ``actor`` may read.
+
+        An unreadable target gets the same message as a missing one, so refs
+        cannot be used to probe which records exist.
+        """
         wanted: dict[str, set[int]] = defaultdict(set)
         places: list[tuple[str, str, int]] = []
         for name, f in entity.fields.items():
@@ -763,15 +785,7 @@ class RecordService:
                         if cf.kind == "ref" and cf.to and row.get(cname) is not None:
                             wanted[cf.to].add(row[cname])
                             places.append((f"{name}[{i}].{cname}", cf.to, row[cname]))
-        found: dict[str, set[int]] = {}
-        for target, ids in wanted.items():
-            stmt = self._ids_in.get(target)
-            if stmt is None:
-                tt = self.schema.entity(target).table
-                stmt = self._ids_in[target] = sa.select(tt.c.id).where(
-                    tt.c.id.in_(sa.bindparam("ids", expanding=True))
-                )
-            found[target] = set(conn.execute(stmt, {"ids": sorted(ids)}).scalars())
+        found = {t: self._existing_ids(conn, t, ids, actor) for t, ids in wanted.items()}
         for key, target, rid in places:
             if rid not in found[target]:
                 label = self.blueprint.entities[target].label
@@ -909,7 +923,7 @@ class RecordService:
         )
         owner = prior.owner if prior else actor.name
         status_fields = self._status_fields.get(entity.name)
-        locked = self._locked_fields(actor, entity.name)
+        locked = self._locked_fields(actor, entity.name, via)
         inputs = plan.input_modes
         for key, raw in data.items():
             step = inputs.get(key)
@@ -1213,7 +1227,29 @@ class RecordService:
         via: str = "api",
         idempotency_key: str | None = None,
     ) -> Record:
-        """Validate and store a new record; all problems come back in one RecordInvalid."""
+        """Validate and store a new record; all problems come back in one RecordInvalid.
+
+        With an ``idempotency_key``, a retry returns the first record instead of a
+        second one, also when the two requests race (the loser's write is undone).
+        """
+        try:
+            return self._create(entity, data, actor, via, idempotency_key)
+        except _IdempotentReplay:
+            et = self._et(entity)
+            with self.engine.connect() as conn:
+                existing = self._idempotent(conn, et, idempotency_key or "")
+            if existing is None:  # pragma: no cover - the key's row committed first
+                raise
+            return self._shown(self._checked(existing, actor, "read"), actor)
+
+    def _create(
+        self,
+        entity: str,
+        data: Mapping[str, Any],
+        actor: Actor,
+        via: str,
+        idempotency_key: str | None,
+    ) -> Record:
         et = self._et(entity)
         self._may_create(actor, entity)
         with self.write_engine.begin() as conn:
@@ -1228,7 +1264,7 @@ class RecordService:
             )
             self._may_create(actor, entity, {**values, **tables, "owner": owner})
             self._validate(plan, values, tables, ctx, errors, actor)
-            self._check_refs(conn, et.entity, values, tables, errors)
+            self._check_refs(conn, et.entity, values, tables, errors, actor)
             self._check_unique(conn, et, values, None, errors)
             errors.raise_if_any()
             now = self.clock()
@@ -1265,11 +1301,14 @@ class RecordService:
                 at=now,
             )
             if idempotency_key:
-                conn.execute(
-                    self.schema.idempotency.insert().values(
-                        key=idempotency_key, entity=entity, record_id=record_id, created_at=now
+                try:
+                    conn.execute(
+                        self.schema.idempotency.insert().values(
+                            key=idempotency_key, entity=entity, record_id=record_id, created_at=now
+                        )
                     )
-                )
+                except sa.exc.IntegrityError:
+                    raise _IdempotentReplay() from None  # undoes this transaction
         record = Record(
             entity=entity,
             id=record_id,
@@ -1336,7 +1375,7 @@ class RecordService:
                 et, plan, data, actor, via, prior, errors
             )
             self._validate(plan, values, tables, ctx, errors, actor, prior)
-            self._check_refs(conn, et.entity, values, tables, errors)
+            self._check_refs(conn, et.entity, values, tables, errors, actor)
             self._check_unique(conn, et, values, prior.id if prior else None, errors)
         return {**values, **tables}, dict(errors.by_field)
 
@@ -1378,7 +1417,7 @@ class RecordService:
                 et, plan, data, actor, via, prior, errors
             )
             self._validate(plan, values, tables, ctx, errors, actor, prior)
-            self._check_refs(conn, et.entity, values, tables, errors)
+            self._check_refs(conn, et.entity, values, tables, errors, actor)
             self._check_unique(conn, et, values, prior.id, errors)
             errors.raise_if_any()
             changes: dict[str, Any] = {
@@ -1552,7 +1591,7 @@ class RecordService:
             if errors:
                 bad[i] = errors.by_field
             prepared.append((i, values, tables, owner))
-        for i, key, message in self._bulk_db_checks(conn, et, prepared):
+        for i, key, message in self._bulk_db_checks(conn, et, prepared, actor):
             bad.setdefault(i, {}).setdefault(key, []).append(message)
         if bad:
             raise BatchInvalid(bad)
@@ -1743,6 +1782,7 @@ class RecordService:
         conn: Connection,
         et: EntityTable,
         prepared: Sequence[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], Any]],
+        actor: Actor,
     ) -> Iterator[tuple[int, str, Text]]:
         """Ref existence and uniqueness for a whole batch, one query per field and chunk."""
         entity = et.entity
@@ -1750,7 +1790,7 @@ class RecordService:
         for name, f in entity.fields.items():
             if f.kind == "ref" and f.to:
                 wanted = {v[name] for _, v, _, _ in prepared if v.get(name) is not None}
-                found = self._existing_ids(conn, f.to, wanted)
+                found = self._existing_ids(conn, f.to, wanted, actor)
                 label = self.blueprint.entities[f.to].label
                 for i, v, _, _ in prepared:
                     if v.get(name) is not None and v[name] not in found:
@@ -1787,7 +1827,7 @@ class RecordService:
                     for r in t.get(tname, [])
                     if r.get(cname) is not None
                 }
-                found = self._existing_ids(conn, cf.to, wanted)
+                found = self._existing_ids(conn, cf.to, wanted, actor)
                 label = self.blueprint.entities[cf.to].label
                 for i, _, t, _ in prepared:
                     for n, r in enumerate(t.get(tname, [])):
@@ -1795,15 +1835,26 @@ class RecordService:
                             msg = _per_language(MSG_REF_MISSING, entity=label, id=r[cname])
                             yield i, f"{tname}[{n}].{cname}", msg
 
-    def _existing_ids(self, conn: Connection, entity: str, wanted: set[Any]) -> set[int]:
+    def _existing_ids(
+        self, conn: Connection, entity: str, wanted: set[Any], actor: Actor
+    ) -> set[int]:
+        """The ids in ``wanted`` that exist in ``entity`` and that ``actor`` may read."""
         if not wanted:
             return set()
-        table = self.schema.entity(entity).table
+        stmt = self._ids_in.get(entity)
+        if stmt is None:
+            table = self.schema.entity(entity).table
+            stmt = self._ids_in[entity] = sa.select(table.c.id).where(
+                table.c.id.in_(sa.bindparam("ids", expanding=True))
+            )
+        if self.access is not None and not actor.is_system:
+            scope = self.access.read_scope(actor, self.schema.entity(entity))
+            if scope is not None:
+                stmt = stmt.where(scope)
         ids = sorted(wanted)
         found: set[int] = set()
         for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            found.update(conn.execute(sa.select(table.c.id).where(table.c.id.in_(chunk))).scalars())
+            found.update(conn.execute(stmt, {"ids": ids[start : start + 500]}).scalars())
         return found
 
     def _allocate_autonumbers_bulk(

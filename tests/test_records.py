@@ -763,3 +763,21 @@ def test_preview_computes_and_reports_without_writing(service: RecordService) ->
     assert values["total"] == Decimal("7.00") and values["probability"] == Decimal(100)
     assert set(errors) == {"close_date", "win_reason"}
     assert count(service, "deal") == 0
+
+
+def test_racing_idempotent_creates_make_one_record(service: RecordService) -> None:
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        rec = service.create("customer", {"name": "Racer"}, actor=REP, idempotency_key="race-1")
+        with lock:
+            ids.append(rec.id)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ids) == 6 and len(set(ids)) == 1
+    assert count(service, "customer") == 1

@@ -35,11 +35,18 @@ entities:
       amount: {type: money, label: Amount}
       margin: {type: money, label: Margin}
       discount: {type: percent, label: Discount}
+      checked_by: {type: user, label: Checked by, readonly: true}
     access:
       rep: {create: true, read: own, update: own, delete: none,
             hidden_fields: [margin], readonly_fields: [discount]}
       manager: {create: true, read: team, update: team, delete: team}
       finance: {create: false, read: all}
+  note:
+    label: Note
+    fields:
+      deal: {type: ref, label: Deal, to: deal, required: true}
+    access:
+      rep: {create: true, read: own, update: own}
 """
 
 
@@ -154,3 +161,30 @@ def test_owner_assignment_follows_the_team(world: World) -> None:
         world.records.create("deal", {"name": "Out", "owner": "zhao.qiang"}, actor=world.manager)
     system = world.records.create("deal", {"name": "Sys", "owner": "zhao.qiang"}, actor=SYSTEM)
     assert system.owner == "zhao.qiang"
+
+
+def test_a_ref_to_an_unreadable_record_reads_as_missing(world: World) -> None:
+    theirs = world.records.create("deal", {"name": "Theirs"}, actor=world.other_rep)
+    mine = world.records.create("deal", {"name": "Mine"}, actor=world.rep)
+    with pytest.raises(RecordInvalid) as info:
+        world.records.create("note", {"deal": theirs.id}, actor=world.rep)
+    assert info.value.as_dict("en") == {
+        "deal": [f"the referenced Deal #{theirs.id} does not exist"]
+    }
+    with pytest.raises(RecordInvalid):
+        world.records.create_many("note", [{"deal": theirs.id}], actor=world.rep)
+    assert (
+        world.records.create("note", {"deal": mine.id}, actor=world.rep).values["deal"] == mine.id
+    )
+
+
+def test_readonly_fields_are_set_by_the_engine_not_by_forms(world: World) -> None:
+    with pytest.raises(RecordInvalid) as info:
+        world.records.create(
+            "deal", {"name": "A", "checked_by": "li.lei"}, actor=world.rep, via="form"
+        )
+    assert info.value.as_dict("en") == {"checked_by": ["you may not change this field"]}
+    done = world.records.create(
+        "deal", {"name": "B", "checked_by": "li.lei"}, actor=SYSTEM, via="automation"
+    )
+    assert done.values["checked_by"] == "li.lei"

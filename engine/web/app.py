@@ -142,10 +142,11 @@ def create_app(
     )
 
     csrf.init_app(app)
-    from engine.web import auth, context
+    from engine.web import api, auth, context
     from engine.web.views import home, lists, parts, records
 
     auth.init_app(app)
+    api.init_app(app, csrf)  # JSON API: bearer tokens only, so exempt from CSRF
     context.init_app(app)
     for module in (home, lists, records, parts):
         app.register_blueprint(module.bp)

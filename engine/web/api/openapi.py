@@ -1,0 +1,665 @@
+"""The OpenAPI 3.1 document of the API, generated from the blueprint for the caller.
+
+One schema per entity (``<entity>``: what GET returns) and one for writes
+(``<entity>_input``), the endpoints of every entity the caller may read, the
+list filters of every field, and the error responses. Fields hidden from the
+caller are left out, so the document confirms no more than the API would.
+
+Type mapping (by field kind; a formula by its result kind):
+
+=========================  ===================================================
+text, long_text, phone,    ``string`` (``format: email`` / ``uri`` for email
+email, url, user, file,    and url; ``maxLength`` / ``minLength`` when set)
+autonumber
+integer                    ``integer``
+decimal, money, percent    ``string`` with ``format: decimal`` in responses
+                           (exact: JSON numbers are binary floats); a write
+                           accepts a string or a number
+boolean                    ``boolean``
+date / datetime            ``string`` with ``format: date`` / ``date-time``
+choice                     ``string`` with ``enum``
+multi_choice               ``array`` of the options (``uniqueItems``)
+ref                        ``integer``: the id of the referenced record
+table                      ``array`` of row objects (each with its ``id``)
+=========================  ===================================================
+
+Every value may be ``null`` (blank). ``readOnly`` marks the system columns,
+computed and autonumber fields, a flow's status field and fields read-only for
+the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from engine.fields import kind_of
+from engine.i18n import T, Text
+from engine.model import Blueprint, Entity, Field
+from engine.permissions import Permissions
+from engine.records import Actor
+from engine.storage.query import MAX_LIMIT, OPS_BY_STORAGE, RESERVED_PARAMS, SYSTEM_FIELDS
+from engine.web.api.base import VERSION_PREFIX, api_actor, request_lang
+from engine.web.services import services
+
+OPENAPI_VERSION = "3.1.0"
+API_VERSION = "1"
+JSON = "application/json"
+DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
+_COMPONENT = re.compile(r"[A-Za-z0-9._-]+")
+
+_STRING_FORMATS = {"email": "email", "url": "uri"}
+_OP_HELP: dict[str, Text] = {
+    "eq": T("等于", "equals"),
+    "ne": T("不等于（保留空值）", "not equal (blank rows kept)"),
+    "lt": T("小于", "less than"),
+    "lte": T("小于等于", "at most"),
+    "gt": T("大于", "greater than"),
+    "gte": T("大于等于", "at least"),
+    "in": T("属于列表（逗号分隔，可重复参数）", "one of (comma-separated; repeat to add)"),
+    "contains": T(
+        "包含（文本：不区分大小写；多选：包含全部所列选项）",
+        "contains (text: case-insensitive; multi-choice: holds every listed option)",
+    ),
+    "blank": T("为空（1）或不为空（0）", "is blank (1) or not (0)"),
+    "not_blank": T("不为空", "is not blank"),
+    "between": T("介于（low,high，任一端可空）", "between (low,high; either end may be empty)"),
+}
+
+
+def component_name(name: str) -> str:
+    """A component key for an entity (OpenAPI allows only ``[A-Za-z0-9._-]``)."""
+    if _COMPONENT.fullmatch(name):
+        return name
+    return "entity_" + hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
+def _ref(name: str, kind: str = "schemas") -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _describe(f: Field, lang: str) -> str:
+    parts = [f.label.get(lang) or f.name]
+    if f.help:
+        parts.append(f.help.get(lang))
+    return " — ".join(p for p in parts if p)
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        schema["type"] = [kind, "null"]
+    elif isinstance(kind, list) and "null" not in kind:
+        schema["type"] = [*kind, "null"]
+    if "enum" in schema and None not in schema["enum"]:
+        schema["enum"] = [*schema["enum"], None]
+    return schema
+
+
+def _value_schema(f: Field, lang: str, *, writing: bool) -> dict[str, Any]:
+    """The JSON schema of one (non-table) field's value, ``null`` not yet allowed."""
+    kind = kind_of(f)
+    result = kind.result_kind(f) if hasattr(kind, "result_kind") else kind
+    name = result.name
+    storage = result.storage
+    if name == "choice":
+        return {"type": "string", "enum": [o.value for o in f.options]}
+    if name == "multi_choice":
+        return {
+            "type": "array",
+            "items": {"type": "string", "enum": [o.value for o in f.options]},
+            "uniqueItems": True,
+        }
+    if name == "ref":
+        return {"type": "integer", "minimum": 1, "description": f"id → {f.to}"}
+    if storage == "integer":
+        schema: dict[str, Any] = {"type": "integer"}
+        if isinstance(f.min, int) and not isinstance(f.min, bool):
+            schema["minimum"] = f.min
+        if isinstance(f.max, int) and not isinstance(f.max, bool):
+            schema["maximum"] = f.max
+        return schema
+    if storage == "decimal":
+        if writing:
+            return {"type": ["string", "number"], "pattern": DECIMAL_PATTERN}
+        return {"type": "string", "format": "decimal", "pattern": DECIMAL_PATTERN}
+    if storage == "boolean":
+        return {"type": "boolean"}
+    if storage == "date":
+        return {"type": "string", "format": "date"}
+    if storage == "datetime":
+        return {"type": "string", "format": "date-time"}
+    if storage == "json":
+        return {}
+    schema = {"type": "string"}
+    if name in _STRING_FORMATS:
+        schema["format"] = _STRING_FORMATS[name]
+    if f.max_length is not None:
+        schema["maxLength"] = f.max_length
+    if f.min_length is not None:
+        schema["minLength"] = f.min_length
+    return schema
+
+
+def _row_schema(table: Field, lang: str, *, writing: bool) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "id": {
+            "type": "integer",
+            "description": "row id (send it back to keep the row)" if writing else "row id",
+        }
+    }
+    required = []
+    for name, child in table.fields.items():
+        computed = not kind_of(child).editable(child)
+        if writing and computed:
+            continue
+        schema = _nullable(_value_schema(child, lang, writing=writing))
+        schema["description"] = _describe(child, lang)
+        if computed:
+            schema["readOnly"] = True
+        props[name] = schema
+        if writing and child.required and child.default is None and child.default_formula is None:
+            required.append(name)
+    row: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        row["required"] = required
+    return row
+
+
+def _field_schema(f: Field, lang: str, *, writing: bool, read_only: bool) -> dict[str, Any]:
+    if f.kind == "table":
+        schema: dict[str, Any] = {
+            "type": "array",
+            "items": _row_schema(f, lang, writing=writing),
+        }
+        if f.max_rows is not None:
+            schema["maxItems"] = f.max_rows
+        if f.min_rows:
+            schema["minItems"] = f.min_rows
+    else:
+        schema = _nullable(_value_schema(f, lang, writing=writing))
+    described = _describe(f, lang)
+    if "description" in schema:
+        described = f"{described} ({schema['description']})"
+    schema["description"] = described
+    schema["x-formflow-kind"] = f.kind
+    if read_only:
+        schema["readOnly"] = True
+    return schema
+
+
+class _Builder:
+    def __init__(
+        self, blueprint: Blueprint, permissions: Permissions, actor: Actor, lang: str
+    ) -> None:
+        self.blueprint = blueprint
+        self.permissions = permissions
+        self.actor = actor
+        self.lang = lang
+        self.status_fields: dict[str, set[str]] = {}
+        for flow in blueprint.flows.values():
+            self.status_fields.setdefault(flow.entity, set()).add(flow.status_field)
+
+    # -- schemas ---------------------------------------------------------------------
+
+    def _visible(self, entity: Entity) -> list[Field]:
+        hidden = self.permissions.hidden_fields(self.actor, entity.name)
+        return [f for n, f in entity.fields.items() if n not in hidden]
+
+    def _locked(self, entity: Entity, f: Field) -> bool:
+        if not kind_of(f).editable(f) or f.name in self.status_fields.get(entity.name, ()):
+            return True
+        return f.name in self.permissions.readonly_fields(self.actor, entity.name)
+
+    def record_schema(self, entity: Entity) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "id": {"type": "integer", "readOnly": True},
+            "version": {"type": "integer", "readOnly": True, "description": "ETag of the record"},
+            "owner": {"type": ["string", "null"], "description": "owner (user name)"},
+            "created_at": {"type": "string", "format": "date-time", "readOnly": True},
+            "created_by": {"type": ["string", "null"], "readOnly": True},
+            "updated_at": {"type": "string", "format": "date-time", "readOnly": True},
+            "updated_by": {"type": ["string", "null"], "readOnly": True},
+        }
+        for f in self._visible(entity):
+            props[f.name] = _field_schema(
+                f, self.lang, writing=False, read_only=self._locked(entity, f)
+            )
+        return {
+            "type": "object",
+            "title": entity.label.get(self.lang) or entity.name,
+            "description": entity.description.get(self.lang)
+            or "child tables are included by GET one record, not by lists",
+            "properties": props,
+            "required": ["id", "version", "owner", "created_at", "updated_at"],
+        }
+
+    def input_schema(self, entity: Entity) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "owner": {
+                "type": ["string", "null"],
+                "description": "only for callers the owner rules allow (admins, managers "
+                "within their team); refused otherwise",
+            },
+            "version": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "updates: the version the change is based on (or If-Match)",
+            },
+        }
+        for f in self._visible(entity):
+            if self._locked(entity, f):
+                continue
+            props[f.name] = _field_schema(f, self.lang, writing=True, read_only=False)
+        return {
+            "type": "object",
+            "title": f"{entity.label.get(self.lang) or entity.name} (input)",
+            "description": "unknown keys are refused (422); id, created_at, created_by, "
+            "updated_at, updated_by and computed fields are ignored",
+            "properties": props,
+        }
+
+    def required_on_create(self, entity: Entity) -> list[str]:
+        return [
+            f.name
+            for f in self._visible(entity)
+            if f.required
+            and f.required_if is None
+            and f.default is None
+            and f.default_formula is None
+            and not self._locked(entity, f)
+        ]
+
+    # -- parameters ------------------------------------------------------------------
+
+    def _filter(self, name: str, op: str, label: str) -> dict[str, Any]:
+        return {
+            "name": name if op == "eq" else f"{name}__{op}",
+            "in": "query",
+            "required": False,
+            "description": f"{label}: {_OP_HELP[op].get(self.lang)}",
+            "schema": {"type": "string"},
+        }
+
+    def filters(self, entity: Entity) -> list[dict[str, Any]]:
+        taken = set(RESERVED_PARAMS) | {"lang"}
+        out: list[dict[str, Any]] = []
+        columns: list[tuple[str, str, str]] = [(n, s, n) for n, s in SYSTEM_FIELDS.items()]
+        for f in self._visible(entity):
+            kind = kind_of(f)
+            storage = kind.storage_of(f)
+            if f.kind == "table" or not kind.filterable or f.name in SYSTEM_FIELDS:
+                continue
+            columns.append((f.name, storage, f.label.get(self.lang) or f.name))
+        for name, storage, label in columns:
+            for op in sorted(OPS_BY_STORAGE.get(storage, ())):
+                if op == "eq":
+                    if name not in taken:
+                        out.append(self._filter(name, "eq", label))
+                    out.append({**self._filter(name, "eq", label), "name": f"{name}__eq"})
+                else:
+                    out.append(self._filter(name, op, label))
+        return out
+
+    # -- operations ------------------------------------------------------------------
+
+    def _errors(self, *codes: int) -> dict[str, Any]:
+        names = {
+            400: "BadRequest",
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "NotFound",
+            409: "Conflict",
+            412: "PreconditionFailed",
+            413: "PayloadTooLarge",
+            422: "Invalid",
+            428: "PreconditionRequired",
+        }
+        return {str(c): _ref(names[c], "responses") for c in codes}
+
+    def paths(self, entity: Entity) -> dict[str, Any]:
+        comp = component_name(entity.name)
+        label = entity.label.get(self.lang) or entity.name
+        base = f"{VERSION_PREFIX}/{entity.name}"
+        record = {JSON: {"schema": _ref(comp)}}
+        etag = {"ETag": _ref("ETag", "headers")}
+        id_param = _ref("RecordId", "parameters")
+        create_body = {
+            "allOf": [_ref(f"{comp}_input")],
+            "required": self.required_on_create(entity),
+        }
+        if not create_body["required"]:
+            del create_body["required"]
+        return {
+            base: {
+                "get": {
+                    "operationId": f"list_{comp}",
+                    "summary": f"{label}: list",
+                    "tags": [entity.name],
+                    "parameters": [
+                        _ref(p, "parameters")
+                        for p in ("q", "sort", "limit", "offset", "after", "lang")
+                    ]
+                    + self.filters(entity),
+                    "responses": {
+                        "200": {
+                            "description": "one page",
+                            "content": {JSON: {"schema": self._page_schema(comp)}},
+                        },
+                        **self._errors(400, 401, 403, 404),
+                    },
+                },
+                "post": {
+                    "operationId": f"create_{comp}",
+                    "summary": f"{label}: create",
+                    "tags": [entity.name],
+                    "parameters": [
+                        _ref("IdempotencyKey", "parameters"),
+                        _ref("lang", "parameters"),
+                    ],
+                    "requestBody": {"required": True, "content": {JSON: {"schema": create_body}}},
+                    "responses": {
+                        "201": {
+                            "description": "created (or, with a reused Idempotency-Key, the "
+                            "record the first request created)",
+                            "headers": {"Location": _ref("Location", "headers"), **etag},
+                            "content": record,
+                        },
+                        **self._errors(400, 401, 403, 404, 409, 413, 422),
+                    },
+                },
+            },
+            f"{base}/{{id}}": {
+                "parameters": [id_param, _ref("lang", "parameters")],
+                "get": {
+                    "operationId": f"get_{comp}",
+                    "summary": f"{label}: one record with its child tables",
+                    "tags": [entity.name],
+                    "responses": {
+                        "200": {"description": "the record", "headers": etag, "content": record},
+                        **self._errors(401, 404),
+                    },
+                },
+                "patch": {
+                    "operationId": f"update_{comp}",
+                    "summary": f"{label}: partial update (needs the version)",
+                    "tags": [entity.name],
+                    "parameters": [_ref("IfMatch", "parameters")],
+                    "requestBody": {
+                        "required": True,
+                        "content": {JSON: {"schema": _ref(f"{comp}_input")}},
+                    },
+                    "responses": {
+                        "200": {"description": "the record", "headers": etag, "content": record},
+                        **self._errors(400, 401, 403, 404, 409, 412, 413, 422, 428),
+                    },
+                },
+                "delete": {
+                    "operationId": f"delete_{comp}",
+                    "summary": f"{label}: delete",
+                    "tags": [entity.name],
+                    "parameters": [_ref("IfMatchOptional", "parameters")],
+                    "responses": {
+                        "204": {"description": "deleted"},
+                        **self._errors(400, 401, 403, 404, 409, 422),
+                    },
+                },
+            },
+            f"{base}/{{id}}/history": {
+                "parameters": [id_param, _ref("lang", "parameters")],
+                "get": {
+                    "operationId": f"history_{comp}",
+                    "summary": f"{label}: history",
+                    "tags": [entity.name],
+                    "responses": {
+                        "200": {
+                            "description": "the audit trail, oldest first",
+                            "content": {JSON: {"schema": _ref("History")}},
+                        },
+                        **self._errors(401, 404),
+                    },
+                },
+            },
+        }
+
+    @staticmethod
+    def _page_schema(comp: str) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "data": {"type": "array", "items": _ref(comp)},
+                "next_cursor": {"type": ["string", "null"]},
+                "has_more": {"type": "boolean"},
+                "count": {"type": ["integer", "null"]},
+                "count_capped": {"type": "boolean"},
+                "count_is_estimate": {"type": "boolean"},
+            },
+            "required": ["data", "next_cursor", "has_more", "count", "count_capped"],
+        }
+
+    # -- the document ----------------------------------------------------------------
+
+    def document(self) -> dict[str, Any]:
+        entities = [
+            e
+            for e in self.blueprint.entities.values()
+            if self.permissions.can_read(self.actor, e.name)
+        ]
+        schemas: dict[str, Any] = dict(_COMMON_SCHEMAS)
+        paths: dict[str, Any] = {}
+        for entity in entities:
+            comp = component_name(entity.name)
+            schemas[comp] = self.record_schema(entity)
+            schemas[f"{comp}_input"] = self.input_schema(entity)
+            paths.update(self.paths(entity))
+        paths[f"{VERSION_PREFIX}/openapi.json"] = {
+            "get": {
+                "operationId": "openapi",
+                "summary": "this document (fields hidden from the caller left out)",
+                "parameters": [_ref("lang", "parameters")],
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    },
+                    **self._errors(401),
+                },
+            }
+        }
+        title = self.blueprint.title.get(self.lang) or self.blueprint.id
+        return {
+            "openapi": OPENAPI_VERSION,
+            "info": {
+                "title": f"{title} API",
+                "version": API_VERSION,
+                "description": "Formflow JSON API; see docs/api.md. Blueprint "
+                f"{self.blueprint.id} ({self.blueprint.digest[:12] or 'no digest'}).",
+            },
+            "servers": [{"url": "/"}],
+            "security": [{"bearer": []}],
+            "tags": [
+                {"name": e.name, "description": e.label.get(self.lang) or e.name} for e in entities
+            ],
+            "paths": paths,
+            "components": {
+                "securitySchemes": {
+                    "bearer": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "bearerFormat": "ff_ API token (formflow token create)",
+                    }
+                },
+                "schemas": schemas,
+                "parameters": _PARAMETERS,
+                "headers": _HEADERS,
+                "responses": _RESPONSES,
+            },
+        }
+
+
+def _error_content(schema: str = "Error") -> dict[str, Any]:
+    return {JSON: {"schema": _ref(schema)}}
+
+
+_COMMON_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "properties": {"error": {"type": "string"}},
+        "required": ["error"],
+    },
+    "ValidationError": {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string"},
+            "errors": {
+                "type": "object",
+                "description": "field (or _record, or lines[0].qty) -> messages",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "required": ["error", "errors"],
+    },
+    "ConflictError": {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string"},
+            "current_version": {"type": "integer"},
+            "updated_by": {"type": ["string", "null"]},
+            "updated_at": {"type": "string"},
+        },
+        "required": ["error"],
+    },
+    "History": {
+        "type": "object",
+        "properties": {
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "at": {"type": "string", "format": "date-time"},
+                        "user": {"type": ["string", "null"]},
+                        "action": {"type": "string"},
+                        "via": {"type": "string"},
+                        "version": {"type": "integer"},
+                        "changes": {"type": "object"},
+                    },
+                },
+            }
+        },
+        "required": ["data"],
+    },
+}
+
+_PARAMETERS: dict[str, Any] = {
+    "RecordId": {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "q": {
+        "name": "q",
+        "in": "query",
+        "description": "search: every term must match a search field",
+        "schema": {"type": "string"},
+    },
+    "sort": {
+        "name": "sort",
+        "in": "query",
+        "description": "field names, comma-separated, '-' for descending",
+        "schema": {"type": "string"},
+    },
+    "limit": {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+    },
+    "offset": {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    "after": {
+        "name": "after",
+        "in": "query",
+        "description": "next_cursor of the previous page (keyset paging)",
+        "schema": {"type": "string"},
+    },
+    "lang": {
+        "name": "lang",
+        "in": "query",
+        "description": "language of messages (else Accept-Language)",
+        "schema": {"type": "string", "enum": ["zh", "en"]},
+    },
+    "IdempotencyKey": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "description": "a retry with the same key creates nothing and returns the first "
+        "record (1-255 visible ASCII characters; per user)",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    },
+    "IfMatch": {
+        "name": "If-Match",
+        "in": "header",
+        "description": 'the version the change is based on, "3"; or send version in the '
+        "body. Neither: 428",
+        "schema": {"type": "string"},
+    },
+    "IfMatchOptional": {
+        "name": "If-Match",
+        "in": "header",
+        "description": 'delete only if the record is still at this version, "3"',
+        "schema": {"type": "string"},
+    },
+}
+
+_HEADERS: dict[str, Any] = {
+    "ETag": {"description": 'the record version, quoted: "3"', "schema": {"type": "string"}},
+    "Location": {"description": "URL of the new record", "schema": {"type": "string"}},
+}
+
+_RESPONSES: dict[str, Any] = {
+    "BadRequest": {
+        "description": "malformed JSON, a body that is not an object, a bad query or header",
+        "content": _error_content(),
+    },
+    "Unauthorized": {
+        "description": "no valid bearer token",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+        "content": _error_content(),
+    },
+    "Forbidden": {"description": "not allowed for the caller", "content": _error_content()},
+    "NotFound": {
+        "description": "no such entity or record, or the caller may not read it",
+        "content": _error_content(),
+    },
+    "Conflict": {
+        "description": "the record changed since the given version",
+        "content": _error_content("ConflictError"),
+    },
+    "PreconditionFailed": {
+        "description": "If-Match and the body's version disagree",
+        "content": _error_content(),
+    },
+    "PayloadTooLarge": {"description": "the body is over 4 MB", "content": _error_content()},
+    "Invalid": {
+        "description": "the record is invalid; every problem by field",
+        "content": _error_content("ValidationError"),
+    },
+    "PreconditionRequired": {
+        "description": "an update named no version (If-Match or version)",
+        "content": _error_content(),
+    },
+}
+
+
+def build_document(
+    blueprint: Blueprint, permissions: Permissions, actor: Actor, lang: str
+) -> dict[str, Any]:
+    """The OpenAPI document of ``blueprint`` as ``actor`` sees it, labels in ``lang``."""
+    return _Builder(blueprint, permissions, actor, lang).document()
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document for the current API request."""
+    svc = services()
+    return build_document(svc.blueprint, svc.permissions, api_actor(), request_lang())
