@@ -343,7 +343,11 @@ def _in_business_timezone(method: _F) -> _F:
 
 
 class _IdempotentReplay(Exception):
-    """Another request with the same idempotency key committed first."""
+    """Another request with the same idempotency key may have committed first."""
+
+    def __init__(self, failure: RecordInvalid | None = None) -> None:
+        super().__init__()
+        self.failure = failure  # what to raise if it was not the same request after all
 
 
 class AccessPolicy(Protocol):
@@ -1234,11 +1238,17 @@ class RecordService:
         """
         try:
             return self._create(entity, data, actor, via, idempotency_key)
-        except _IdempotentReplay:
+        except (_IdempotentReplay, RecordInvalid) as exc:
+            # A racing twin may have committed while this one ran (its record then
+            # looks like a duplicate here): if the key is taken now, that is the answer.
+            if not idempotency_key:
+                raise
             et = self._et(entity)
             with self.engine.connect() as conn:
-                existing = self._idempotent(conn, et, idempotency_key or "")
-            if existing is None:  # pragma: no cover - the key's row committed first
+                existing = self._idempotent(conn, et, idempotency_key)
+            if existing is None:
+                if isinstance(exc, _IdempotentReplay) and exc.failure is not None:
+                    raise exc.failure from None
                 raise
             return self._shown(self._checked(existing, actor, "read"), actor)
 
@@ -1282,7 +1292,10 @@ class RecordService:
                 result = conn.execute(et.table.insert().values(**row))
             except sa.exc.IntegrityError:
                 conn.rollback()
-                raise self._integrity_error(et, values) from None
+                failure = self._integrity_error(et, values)
+                if idempotency_key:  # perhaps the same request, committed a moment ago
+                    raise _IdempotentReplay(failure) from None
+                raise failure from None
             record_id = int(result.inserted_primary_key[0])  # type: ignore[index]
             child_changes = self._write_children(conn, et, record_id, tables, None)
             changes = {k: [None, v] for k, v in values.items() if v is not None}

@@ -35,6 +35,10 @@ def _gunicorn(app: Any, host: str, port: int, workers: int) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("accesslog", "-")
+            # gunicorn >= 25 opens a control socket at one fixed path per user, which a
+            # second server on the same machine silently takes over; Formflow needs none.
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             return app

@@ -163,7 +163,8 @@ def field_view(
     """The view of one field (top level or a child-table cell)."""
     kind = kind_of(f)
     widget = kind.widget
-    computed = not accepts_input(f)
+    takes_input = accepts_input(f)
+    computed = not takes_input and f.kind != "file"  # a file has no input, but is not computed
     view = FieldView(
         name=f.name,
         input_name=input_name,
@@ -174,8 +175,8 @@ def field_view(
         placeholder=f.placeholder.get(lang),
         value=value,
         shown=display(f, canonical, lang),
-        required=state.required and not computed,
-        readonly=readonly or state.readonly or computed,
+        required=state.required and takes_input,
+        readonly=readonly or state.readonly or not takes_input,
         computed=computed,
         visible=state.visible,
         errors=errors,

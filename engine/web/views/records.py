@@ -67,7 +67,9 @@ def _child_titles(entity: Entity, record: Record, actor: Actor, lang: str) -> Re
 def _change_text(f: Field | None, raw: Any, lang: str) -> str:
     if raw is None:
         return "—"
-    if f is None or f.kind == "table":
+    if f is None:  # a system field (owner) or one the blueprint no longer has
+        return str(raw)
+    if f.kind == "table":
         return ""
     try:
         return display(f, kind_of(f).coerce(f, raw), lang) or "—"
