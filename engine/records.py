@@ -560,6 +560,41 @@ class RecordService:
                 with_count=with_count,
             )
 
+    def title_values(
+        self, entity: str, ids: Iterable[int], *, actor: Actor = SYSTEM
+    ) -> dict[int, Any]:
+        """``{id: title field value}`` for the given ids that ``actor`` may read.
+
+        What pages need to name referenced records; one small query per 500 ids.
+        The value is None when the entity has no title field or it is hidden.
+        """
+        et = self._et(entity)
+        name = et.entity.title_field
+        if name not in et.columns or (
+            self.access is not None and name in self.access.hidden_fields(actor, entity)
+        ):
+            name = None
+        wanted = sorted({int(i) for i in ids})
+        if not wanted:
+            return {}
+        col = et.columns[name] if name else sa.null()
+        stmt = sa.select(et.table.c.id, col).where(
+            et.table.c.id.in_(sa.bindparam("ids", expanding=True))
+        )
+        if self.access is not None and not actor.is_system:
+            scope = self.access.read_scope(actor, et)
+            if scope is not None:
+                stmt = stmt.where(scope)
+        field_ = et.entity.fields[name] if name else None
+        out: dict[int, Any] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                for rid, value in conn.execute(stmt, {"ids": wanted[start : start + 500]}):
+                    if field_ is not None and value is not None:
+                        value = kind_of(field_).from_storage(field_, value)
+                    out[int(rid)] = value
+        return out
+
     def history(self, entity: str, record_id: Any, *, actor: Actor = SYSTEM) -> list[AuditEntry]:
         """The audit trail of one record, oldest first."""
         et = self._et(entity)

@@ -30,6 +30,7 @@ roles:
 entities:
   deal:
     label: {zh: 商机, en: Deal}
+    title_field: name
     fields:
       name: {type: text, label: Name, required: true}
       amount: {type: money, label: Amount}
@@ -188,3 +189,11 @@ def test_readonly_fields_are_set_by_the_engine_not_by_forms(world: World) -> Non
         "deal", {"name": "B", "checked_by": "li.lei"}, actor=SYSTEM, via="automation"
     )
     assert done.values["checked_by"] == "li.lei"
+
+
+def test_titles_only_for_readable_records(world: World) -> None:
+    mine = world.records.create("deal", {"name": "Mine"}, actor=world.rep)
+    theirs = world.records.create("deal", {"name": "Theirs"}, actor=world.other_rep)
+    ids = [mine.id, theirs.id, 99999]
+    assert world.records.title_values("deal", ids, actor=world.rep) == {mine.id: "Mine"}
+    assert world.records.title_values("deal", ids) == {mine.id: "Mine", theirs.id: "Theirs"}

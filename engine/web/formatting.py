@@ -14,13 +14,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from engine.errors import FormflowError
 from engine.fields import kind_of
 from engine.fields.dates import to_business
 from engine.i18n import Text
 from engine.model import Entity, Field
 from engine.records import Actor
-from engine.storage.query import MAX_IN_VALUES, Filter, Query
 from engine.web.services import services
 
 SYSTEM_LABELS: Mapping[str, Text] = {
@@ -117,21 +115,15 @@ def lookup_titles(wanted: Mapping[str, set[int]], actor: Actor, lang: str) -> Re
     svc = services()
     out: RefTitles = {}
     for target, ids in wanted.items():
-        found: dict[int, str] = {}
         target_entity = svc.blueprint.entities.get(target)
-        ordered = sorted(ids)
         if target_entity is None:
             continue
-        for start in range(0, len(ordered), MAX_IN_VALUES):
-            chunk = ordered[start : start + MAX_IN_VALUES]
-            query = Query(filters=(Filter("id", "in", tuple(chunk)),), limit=len(chunk))
-            try:
-                page = svc.records.list_records(target, query, actor=actor, with_count=False)
-            except FormflowError:
-                continue
-            for row in page.rows:
-                found[int(row["id"])] = record_title(target_entity, row, row["id"], lang)
-        out[target] = found
+        titles = svc.records.title_values(target, ids, actor=actor)
+        name = target_entity.title_field or ""
+        out[target] = {
+            rid: record_title(target_entity, {name: value}, rid, lang)
+            for rid, value in titles.items()
+        }
     return out
 
 
