@@ -180,10 +180,13 @@ def index(entity: str) -> tuple[str, int] | str:
     rows = []
     if page is not None:
         titles = ref_titles(ent, page.rows, actor, lang, names)
+        # One url_for for the page, not one per row: ids are integers, safe in a path.
+        detail = url_for("records.detail", entity=ent.name, record_id=0)
+        head = detail[: detail.rindex("/0")]
         for r in page.rows:
             rows.append(
                 {
-                    "url": url_for("records.detail", entity=ent.name, record_id=r["id"]),
+                    "url": f"{head}/{int(r['id'])}",
                     "title": record_title(ent, r, r["id"], lang),
                     "cells": [display_column(ent, n, r, lang, titles) for n in names],
                 }
