@@ -595,12 +595,26 @@ class RecordService:
                     out[int(rid)] = value
         return out
 
-    def history(self, entity: str, record_id: Any, *, actor: Actor = SYSTEM) -> list[AuditEntry]:
-        """The audit trail of one record, oldest first."""
+    def history(
+        self,
+        entity: str,
+        record_id: Any,
+        *,
+        actor: Actor = SYSTEM,
+        loaded: Record | None = None,
+    ) -> list[AuditEntry]:
+        """The audit trail of one record, oldest first.
+
+        ``loaded``: the record as :meth:`get` just returned it, to spare reading it
+        again (a detail page shows both); it is still checked for ``actor``.
+        """
         et = self._et(entity)
         audit = self.schema.audit
         with self.engine.connect() as conn:
-            record = self._checked(self._load(conn, et, record_id), actor, "read")
+            if loaded is not None and loaded.entity == entity and loaded.id == record_id:
+                record = self._checked(loaded, actor, "read")
+            else:
+                record = self._checked(self._load(conn, et, record_id), actor, "read")
             rows = conn.execute(
                 sa.select(audit)
                 .where(

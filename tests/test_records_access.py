@@ -197,3 +197,11 @@ def test_titles_only_for_readable_records(world: World) -> None:
     ids = [mine.id, theirs.id, 99999]
     assert world.records.title_values("deal", ids, actor=world.rep) == {mine.id: "Mine"}
     assert world.records.title_values("deal", ids) == {mine.id: "Mine", theirs.id: "Theirs"}
+
+
+def test_history_of_a_loaded_record_is_still_checked(world: World) -> None:
+    theirs = world.records.create("deal", {"name": "Theirs"}, actor=world.other_rep)
+    entries = world.records.history("deal", theirs.id, actor=world.other_rep, loaded=theirs)
+    assert [e.action for e in entries] == ["create"]
+    with pytest.raises(NotFound):
+        world.records.history("deal", theirs.id, actor=world.rep, loaded=theirs)

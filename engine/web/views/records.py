@@ -215,7 +215,9 @@ def detail(entity: str, record_id: int) -> str:
         record=record,
         sections=sections,
         meta=meta,
-        history=_history(ent, svc.records.history(ent.name, record.id, actor=actor), hidden, lang),
+        history=_history(
+            ent, svc.records.history(ent.name, record.id, actor=actor, loaded=record), hidden, lang
+        ),
         related=_related(ent, record, actor, lang),
         edit_url=url_for("records.edit", entity=ent.name, record_id=record.id)
         if access.can_update(actor, ent, record)
