@@ -37,9 +37,8 @@ The rules:
    WHERE of lists, searches, reference pickers and KPIs; :meth:`Permissions.allows`
    answers the same question for one loaded record, in Python, and gives the same
    answer (tests compare them on real rows). A formula scope on ``read`` must
-   translate to SQL (``engine.storage.formula_sql.sql_supported``); one that does
-   not raises a clear :class:`~engine.errors.ExpressionError` when a list is
-   asked for. The loader should refuse such a blueprint up front.
+   translate to SQL (``engine.storage.formula_sql.sql_supported``): ``formflow
+   check`` refuses a blueprint whose scope formula does not.
 7. **Checking order** (for the record service): a record the user may not read
    is *not found* (its existence is not revealed); one they may read but not
    update or delete is *permission denied*. Writes refuse read-only and hidden

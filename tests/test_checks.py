@@ -719,3 +719,22 @@ def test_check_a_model_built_in_code() -> None:
 def test_every_check_has_a_docstring() -> None:
     for fn in checks.CHECKS:
         assert fn.__doc__, fn.__name__
+
+
+def test_a_record_scope_must_translate_to_sql(tmp_path: Path) -> None:
+    text, problems = run(
+        tmp_path,
+        """
+        entities:
+          deal:
+            label: Deal
+            fields:
+              amount: {type: integer, label: Amount}
+            access:
+              rep: {read: "=MOD(amount, 2) == 0", update: "=amount > 10"}
+        """,
+    )
+    assert only(problems) == (
+        f"{at(text, 'MOD')}: cannot be computed in the database: MOD; a record scope filters "
+        "lists in the database: use only operators and functions the database computes"
+    )

@@ -29,11 +29,22 @@ from engine.checks import Context, all_fields, semantic_check
 from engine.errors import ExpressionError, Location, Problem
 from engine.expressions import BOOL, NUMBER, Scope, Type, compile_formula
 from engine.fields import get_kind
-from engine.i18n import T
+from engine.i18n import T, Text
 from engine.model import Entity, Field, Formula
 from engine.storage.formula_sql import sql_supported
 
 __all__ = ["formula_cycles", "formula_location", "formulas"]
+
+
+_KPI_SQL_HINT = T(
+    "指标只能用数据库能计算的聚合，如 SUM、COUNT、AVG",
+    "a KPI can use only aggregates the database computes, e.g. SUM, COUNT, AVG",
+)
+_SCOPE_SQL_HINT = T(
+    "记录范围公式会用来筛选列表，只能用数据库能计算的运算和函数",
+    "a record scope filters lists in the database: use only operators and functions "
+    "the database computes",
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,8 @@ class _Site:
     formula: Formula
     scope: Scope
     expect: Type | None
-    sql: bool = False  # a KPI measure: must also translate to SQL
+    sql: bool = False  # a KPI measure or a record scope: must also translate to SQL
+    sql_hint: Text = _KPI_SQL_HINT
 
 
 def _formula_sites(ctx: Context) -> Iterator[_Site]:
@@ -75,9 +87,11 @@ def _entity_sites(ctx: Context) -> Iterator[_Site]:
             changes = set(rule.on) == {"update"}
             yield _Site(rule.check, ctx.scope(entity, allow_changes=changes), BOOL)
         for access in entity.access.values():
-            for value in (access.create, access.read, access.update, access.delete):
-                if isinstance(value, Formula):
-                    yield _Site(value, scope, BOOL)
+            if isinstance(access.create, Formula):
+                yield _Site(access.create, scope, BOOL)
+            for value in (access.read, access.update, access.delete):
+                if isinstance(value, Formula):  # also a WHERE clause of lists
+                    yield _Site(value, scope, BOOL, sql=True, sql_hint=_SCOPE_SQL_HINT)
 
 
 def _flow_sites(ctx: Context) -> Iterator[_Site]:
@@ -176,14 +190,7 @@ def formulas(ctx: Context) -> Iterator[Problem]:
         if site.sql:
             reason = sql_supported(compiled)
             if reason is not None:
-                yield Problem(
-                    site.formula.location,
-                    reason,
-                    T(
-                        "指标只能用数据库能计算的聚合，如 SUM、COUNT、AVG",
-                        "a KPI can use only aggregates the database computes, e.g. SUM, COUNT, AVG",
-                    ),
-                )
+                yield Problem(site.formula.location, reason, site.sql_hint)
 
 
 @semantic_check
