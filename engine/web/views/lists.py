@@ -177,6 +177,8 @@ def index(entity: str) -> tuple[str, int] | str:
         page = svc.records.list_records(ent.name, query, actor=actor)
     except QueryError as exc:
         error = exc.message(lang)
+    columns = _columns(ent, names, sort, lang)
+    numeric = [c.numeric for c in columns]
     rows = []
     if page is not None:
         titles = ref_titles(ent, page.rows, actor, lang, names)
@@ -188,7 +190,11 @@ def index(entity: str) -> tuple[str, int] | str:
                 {
                     "url": f"{head}/{int(r['id'])}",
                     "title": record_title(ent, r, r["id"], lang),
-                    "cells": [display_column(ent, n, r, lang, titles) for n in names],
+                    # (text, numeric) per cell: the template does no per-cell look-ups
+                    "cells": [
+                        (display_column(ent, n, r, lang, titles), num)
+                        for n, num in zip(names, numeric, strict=True)
+                    ],
                 }
             )
     back = request.args.getlist("back")
@@ -218,7 +224,7 @@ def index(entity: str) -> tuple[str, int] | str:
         "list.html",
         entity=ent,
         entity_label=ent.label.get(lang) or ent.name,
-        columns=_columns(ent, names, sort, lang),
+        columns=columns,
         rows=rows,
         totals=_totals(ent, names, page, lang) if page is not None else None,
         count=_count_text(page) if page is not None else "",
