@@ -51,13 +51,10 @@ def preview(
 ) -> Preview:
     """Values (computed fields included) for ``data`` as a save would prepare them."""
     svc = services()
-    run = getattr(svc.records, "preview", None)
     base_values = dict(record.values) if record is not None else _defaults(entity)
     base_tables = {k: [dict(r) for r in v] for k, v in record.tables.items()} if record else {}
-    if run is None:
-        return Preview(base_values, base_tables, {})
     try:
-        values, errors = run(
+        values, errors = svc.records.preview(
             entity.name, data, actor=actor, record_id=record.id if record else None
         )
     except FormflowError:

@@ -300,9 +300,8 @@ def new(entity: str) -> Response | tuple[str, int]:
     lang = current_lang()
     svc = services()
     if request.method == "POST":
-        shown_first = preview(ent, {}, actor, None, lang)
-        states = states_for(ent, shown_first.values, shown_first.tables, actor, None)
-        data, form = read_form(ent, request.form, editable_fields(ent, actor, None, states))
+        # readonly_if is judged on a stored record, so a new record has no such states.
+        data, form = read_form(ent, request.form, editable_fields(ent, actor, None, {}))
         try:
             created = svc.records.create(ent.name, data, actor=actor, via="form")
         except RecordInvalid as exc:
