@@ -6,7 +6,8 @@ Input names: a field is ``<name>``; a child-table row is listed by a hidden
 A check box sends ``false`` from a hidden input and ``true`` from the box (the
 last value wins); a multi-select sends an empty marker first so that clearing
 every option is a change. Error keys of the record service (``lines[2].qty``)
-map back to row tokens by position.
+map back to row tokens by position. ``owner`` is the record's owner (offered
+to those the owner rules allow; passed to the record service whoever sends it).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from engine.model import Entity, Field
 from engine.web.formatting import input_value
 
 ROWS_SUFFIX = "__rows"
+#: The record's owner (a system column, not a field), when the form offers it.
+OWNER = "owner"
 _ROW_KEY = re.compile(r"^(?P<table>[^\[\]]+)\[(?P<index>\d+)\](?:\.(?P<child>.+))?$")
 _TOKEN = re.compile(r"^[rn][A-Za-z0-9_-]{1,40}$")
 
@@ -135,6 +138,12 @@ def read_form(
             state.values[name] = value
             if name in editable and accepts_input(f):
                 data[name] = value
+    if OWNER in form and OWNER not in entity.fields:
+        # Whoever sends it, the record service decides: it ignores an unchanged owner
+        # and refuses a change the owner rules do not allow (the form offers none then).
+        owner = (_last(form, OWNER) or "").strip()
+        state.values[OWNER] = owner
+        data[OWNER] = owner or None
     return data, state
 
 

@@ -21,6 +21,7 @@ from engine.storage.query import Query
 from engine.web.conditions import FieldState
 from engine.web.formatting import display, lookup_titles, record_title
 from engine.web.forms import FormState, RowState, accepts_input
+from engine.web.people import People, PeopleView
 from engine.web.services import services
 
 #: A reference is a drop-down when the target has at most this many records
@@ -37,7 +38,6 @@ _INPUT_TYPES = {
     "percent": "number",
     "date": "date",
     "datetime": "datetime-local",
-    "user": "text",
 }
 
 
@@ -78,6 +78,7 @@ class FieldView:
     errors: list[str] = field(default_factory=list)
     ref: RefView | None = None
     table: TableView | None = None
+    people: PeopleView | None = None
 
 
 @dataclass
@@ -101,11 +102,16 @@ class SectionView:
 
 
 class RefCache:
-    """Per-request cache of reference choices and titles."""
+    """Per-request cache of reference choices and titles, and of user pickers.
 
-    def __init__(self, actor: Actor, lang: str) -> None:
+    ``entity`` is the form's entity: whom a user picker offers depends on it.
+    """
+
+    def __init__(self, actor: Actor, lang: str, entity: str | None = None) -> None:
         self.actor = actor
         self.lang = lang
+        self.entity = entity
+        self.people = People(actor)
         self.choices: dict[str, tuple[list[tuple[int, str]], bool]] = {}
 
     def options(self, target: str) -> tuple[list[tuple[int, str]], bool]:
@@ -198,6 +204,11 @@ def field_view(
             view.ref = RefView(f.to, "select", title, options)
         if rid is not None and view.shown.startswith("#"):
             view.shown = title
+    if f.kind == "user":
+        if isinstance(canonical, str) and canonical:
+            view.shown = refs.people.label(canonical)
+        if widget == "user" and not view.readonly and refs.entity:
+            view.people = refs.people.view(refs.entity, str(value or ""))
     return view
 
 

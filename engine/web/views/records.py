@@ -8,6 +8,7 @@ changed the record and when, with a link to reload it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -33,6 +34,7 @@ from engine.web.formatting import (
 )
 from engine.web.forms import FormState, errors_by_input, read_form, state_from_values
 from engine.web.i18n import _, current_lang
+from engine.web.people import People
 from engine.web.services import services
 from engine.web.views.common import entity_or_404, link, list_columns
 from engine.web.widgets import section_layout
@@ -64,9 +66,13 @@ def _child_titles(entity: Entity, record: Record, actor: Actor, lang: str) -> Re
     return lookup_titles(wanted, actor, lang)
 
 
-def _change_text(f: Field | None, raw: Any, lang: str) -> str:
+def _change_text(
+    f: Field | None, raw: Any, lang: str, people: Mapping[str, str] | None = None
+) -> str:
     if raw is None:
         return "—"
+    if people is not None and isinstance(raw, str) and raw in people:
+        return people[raw]  # the owner or a user field: the person's label
     if f is None:  # a system field (owner) or one the blueprint no longer has
         return str(raw)
     if f.kind == "table":
@@ -77,9 +83,28 @@ def _change_text(f: Field | None, raw: Any, lang: str) -> str:
         return str(raw)
 
 
+def _people_in(entity: Entity, record: Record, entries: list[AuditEntry]) -> set[str]:
+    """Names of the owner, user-field values and the history's people (to label them)."""
+    names: set[str] = {record.owner} if record.owner else set()
+    user_fields = {n for n, f in entity.fields.items() if f.kind == "user"}
+    names.update(v for n in user_fields if isinstance(v := record.values.get(n), str))
+    for e in entries:
+        if e.user:
+            names.add(e.user)
+        for name, pair in e.changes.items():
+            if (name == "owner" or name in user_fields) and isinstance(pair, list):
+                names.update(v for v in pair if isinstance(v, str))
+    return names
+
+
 def _history(
-    entity: Entity, entries: list[AuditEntry], hidden: frozenset[str], lang: str
+    entity: Entity,
+    entries: list[AuditEntry],
+    hidden: frozenset[str],
+    lang: str,
+    people: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
+    people = people or {}
     out = []
     for e in reversed(entries):
         changes = []
@@ -87,12 +112,13 @@ def _history(
             if name in hidden:
                 continue
             f = entity.fields.get(name)
+            who = people if name == "owner" or (f is not None and f.kind == "user") else None
             old, new = [*pair, None, None][:2] if isinstance(pair, list) else (None, pair)
             changes.append(
                 {
                     "label": column_label(entity, name, lang),
-                    "old": _change_text(f, old, lang) if e.action == "update" else "",
-                    "new": _change_text(f, new, lang) if e.action != "delete" else "",
+                    "old": _change_text(f, old, lang, who) if e.action == "update" else "",
+                    "new": _change_text(f, new, lang, who) if e.action != "delete" else "",
                     "table": f is not None and f.kind == "table",
                 }
             )
@@ -102,7 +128,9 @@ def _history(
                 if e.action in ("create", "update", "delete")
                 else e.action,
                 "by": _(
-                    "history.by", user=e.user or _("history.system"), at=show_datetime(e.at, lang)
+                    "history.by",
+                    user=people.get(e.user, e.user) if e.user else _("history.system"),
+                    at=show_datetime(e.at, lang),
                 ),
                 "via": e.via,
                 "version": e.version,
@@ -160,6 +188,9 @@ def detail(entity: str, record_id: int) -> str:
     lang = current_lang()
     record = load_record(ent, record_id, actor)
     hidden = access.hidden_fields(actor, ent)
+    svc = services()
+    entries = svc.records.history(ent.name, record.id, actor=actor, loaded=record)
+    people = People(actor).labels(_people_in(ent, record, entries))
     row = {**record.values, "owner": record.owner}
     titles = ref_titles(ent, [row], actor, lang)
     child_titles = _child_titles(ent, record, actor, lang)
@@ -192,7 +223,9 @@ def detail(entity: str, record_id: int) -> str:
                     {
                         "label": f.label.get(lang),
                         "table": False,
-                        "value": display_column(ent, name, row, lang, titles),
+                        "value": people.get(row[name], row[name])
+                        if f.kind == "user" and isinstance(row.get(name), str)
+                        else display_column(ent, name, row, lang, titles),
                         "link": url_for("records.detail", entity=f.to, record_id=row[name])
                         if f.kind == "ref" and f.to and isinstance(row.get(name), int)
                         else None,
@@ -200,9 +233,8 @@ def detail(entity: str, record_id: int) -> str:
                     }
                 )
         sections.append({"label": label.get(lang), "items": items})
-    svc = services()
     meta = {
-        "owner": record.owner or "",
+        "owner": people.get(record.owner, record.owner) if record.owner else "",
         "created": show_datetime(record.created_at, lang),
         "updated": show_datetime(record.updated_at, lang),
         "version": record.version,
@@ -215,9 +247,7 @@ def detail(entity: str, record_id: int) -> str:
         record=record,
         sections=sections,
         meta=meta,
-        history=_history(
-            ent, svc.records.history(ent.name, record.id, actor=actor, loaded=record), hidden, lang
-        ),
+        history=_history(ent, entries, hidden, lang, people),
         related=_related(ent, record, actor, lang),
         edit_url=url_for("records.edit", entity=ent.name, record_id=record.id)
         if access.can_update(actor, ent, record)
@@ -245,7 +275,7 @@ def render_form(
 ) -> tuple[str, int]:
     actor = current_actor()
     lang = current_lang()
-    sections, _states = build_form(ent, form, shown, actor, record, lang, errors)
+    sections, _states, owner_field = build_form(ent, form, shown, actor, record, lang, errors)
     label = ent.label.get(lang)
     if record is None:
         heading = _("form.new", entity=label)
@@ -259,7 +289,10 @@ def render_form(
         action = url_for("records.edit", entity=ent.name, record_id=record.id)
         preview_url = url_for("parts.preview", entity=ent.name, record_id=record.id)
         cancel = url_for("records.detail", entity=ent.name, record_id=record.id)
-    known = {v.input_name for s in sections for v in s.fields} | {
+    known = {v.input_name for s in sections for v in s.fields}
+    if owner_field is not None:
+        known.add(owner_field.input_name)
+    known |= {
         c.input_name
         for s in sections
         for v in s.fields
@@ -282,6 +315,7 @@ def render_form(
         entity=ent,
         heading=heading,
         sections=sections,
+        owner_field=owner_field,
         action=action,
         preview_url=preview_url,
         cancel_url=cancel,
