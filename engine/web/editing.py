@@ -22,6 +22,7 @@ from engine.model import Entity
 from engine.records import Actor, Record
 from engine.web import access
 from engine.web.conditions import FieldState, field_states
+from engine.web.files import upload_urls
 from engine.web.formatting import SYSTEM_LABELS
 from engine.web.forms import FormState, accepts_input
 from engine.web.services import services
@@ -78,7 +79,7 @@ def editable_fields(
         if n not in hidden
         and n not in readonly
         and not states.get(n, FieldState()).readonly
-        and (accepts_input(f) or f.kind == "table")
+        and (accepts_input(f) or f.kind in ("table", "file"))
     }
 
 
@@ -154,6 +155,15 @@ def build_form(
         errors=errors,
         refs=refs,
     )
+    stored = upload_urls(entity, record)
+    for section in sections:
+        for view in section.fields:
+            if view.file is not None and view.file.name:
+                held = str(view.value or "")
+                if record is not None and held == record.values.get(view.name):
+                    view.file.url = stored.get(view.name)
+                else:
+                    view.file.pending = True
     if "owner" in form.values:
         owner = str(form.values.get("owner") or "")
     else:

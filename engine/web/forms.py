@@ -25,6 +25,9 @@ from engine.model import Entity, Field
 from engine.web.formatting import input_value
 
 ROWS_SUFFIX = "__rows"
+#: A file field's file input (``attachment.__upload``) and "remove it" box.
+UPLOAD_SUFFIX = "__upload"
+REMOVE_SUFFIX = "__remove"
 #: The record's owner (a system column, not a field), when the form offers it.
 OWNER = "owner"
 _ROW_KEY = re.compile(r"^(?P<table>[^\[\]]+)\[(?P<index>\d+)\](?:\.(?P<child>.+))?$")
@@ -99,17 +102,43 @@ def _read(f: Field, form: MultiDict[str, str], key: str) -> tuple[bool, Any]:
     return True, value
 
 
+def _read_file(
+    name: str, form: MultiDict[str, str], uploaded: Mapping[str, str]
+) -> tuple[bool, str]:
+    """(present, key) of a file field: a new upload, else the held key unless removed."""
+    if name in uploaded:
+        return True, uploaded[name]
+    if name not in form:
+        return False, ""
+    if _last(form, f"{name}.{REMOVE_SUFFIX}") == "1":
+        return True, ""
+    return True, (_last(form, name) or "").strip()
+
+
 def read_form(
-    entity: Entity, form: MultiDict[str, str], editable: Collection[str]
+    entity: Entity,
+    form: MultiDict[str, str],
+    editable: Collection[str],
+    uploaded: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], FormState]:
     """The record data to save and the form state to show again on errors.
 
     Only ``editable`` fields are read: a read-only, hidden or computed field is
     never sent to the record service from a form, whatever the request holds.
+    A file field is ``<name>`` (the key it holds, hidden), ``<name>.__remove``
+    (``1``: remove it) and a file input whose upload the view stored first
+    (``uploaded``: field -> new key).
     """
     data: dict[str, Any] = {}
     state = FormState()
     for name, f in entity.fields.items():
+        if f.kind == "file":
+            got, key = _read_file(name, form, uploaded or {})
+            if got:
+                state.values[name] = key
+                if name in editable:
+                    data[name] = key or None
+            continue
         if f.kind == "table":
             rows: list[RowState] = []
             payload: list[dict[str, Any]] = []

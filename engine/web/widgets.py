@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.errors import FormflowError
 from engine.fields import kind_of
+from engine.fields.file import allowed_extensions
 from engine.i18n import Text
 from engine.model import Entity, Field
 from engine.records import Actor
@@ -21,6 +22,7 @@ from engine.storage.query import Query
 from engine.web.conditions import FieldState
 from engine.web.formatting import display, lookup_titles, record_title
 from engine.web.forms import FormState, RowState, accepts_input
+from engine.web.i18n import translate
 from engine.web.people import People, PeopleView
 from engine.web.services import services
 
@@ -57,6 +59,17 @@ class RefView:
 
 
 @dataclass
+class FileView:
+    """A file field's input: the held file's name, its download link, the limits."""
+
+    name: str  # the held file's name ('' when none)
+    accept: str  # the input's accept attribute (".pdf,.docx"), '' for any
+    limits: str  # "Up to 20 MB; allowed: pdf, docx"
+    url: str | None = None  # download link, when the held file is the stored one
+    pending: bool = False  # uploaded in this form, not saved yet
+
+
+@dataclass
 class FieldView:
     name: str
     input_name: str
@@ -79,6 +92,7 @@ class FieldView:
     ref: RefView | None = None
     table: TableView | None = None
     people: PeopleView | None = None
+    file: FileView | None = None
 
 
 @dataclass
@@ -279,6 +293,10 @@ def form_sections(
                 errors=errors.get(name, []),
                 refs=refs,
             )
+            if f.kind == "file":  # an input here (child rows take keys through the API)
+                view.file = file_view(f, str(form.values.get(name) or ""), lang)
+                view.readonly = name in readonly or st.readonly
+                view.required = st.required
             if f.kind == "table":
                 view.widget = "table"
                 view.table = table_view(
@@ -293,6 +311,22 @@ def form_sections(
             views.append(view)
         out.append(SectionView(label.get(lang), views))
     return out
+
+
+def file_view(f: Field, key: str, lang: str) -> FileView:
+    """The file input of ``f`` holding ``key`` (links are added by the page)."""
+    allowed = sorted(allowed_extensions(f))
+    mb = f"{services().uploads.max_mb(f):g}"
+    limits = (
+        translate("form.file_types", lang, mb=mb, types=", ".join(allowed))
+        if allowed
+        else translate("form.file_limits", lang, mb=mb)
+    )
+    return FileView(
+        name=key.rsplit("/", 1)[-1] if key else "",
+        accept=",".join(f".{a}" for a in allowed),
+        limits=limits,
+    )
 
 
 def section_layout(entity: Entity, hidden: Collection[str]) -> list[tuple[Text, list[str]]]:

@@ -16,12 +16,14 @@ from werkzeug.wrappers import Response
 
 from engine.errors import Conflict, NotFound, PermissionDenied, RecordInvalid
 from engine.fields import FieldValueError, kind_of
+from engine.i18n import Text
 from engine.model import Entity, Field
 from engine.records import Actor, AuditEntry, Record
 from engine.storage.query import Filter, Query
 from engine.web import access
 from engine.web.auth import current_actor
 from engine.web.editing import Preview, build_form, editable_fields, preview, states_for
+from engine.web.files import download, store_form_uploads, upload_urls
 from engine.web.formatting import (
     RefTitles,
     column_label,
@@ -32,7 +34,13 @@ from engine.web.formatting import (
     ref_titles,
     show_datetime,
 )
-from engine.web.forms import FormState, errors_by_input, read_form, state_from_values
+from engine.web.forms import (
+    UPLOAD_SUFFIX,
+    FormState,
+    errors_by_input,
+    read_form,
+    state_from_values,
+)
 from engine.web.i18n import _, current_lang
 from engine.web.people import People
 from engine.web.services import services
@@ -192,6 +200,7 @@ def detail(entity: str, record_id: int) -> str:
     entries = svc.records.history(ent.name, record.id, actor=actor, loaded=record)
     people = People(actor).labels(_people_in(ent, record, entries))
     row = {**record.values, "owner": record.owner}
+    files = upload_urls(ent, record)
     titles = ref_titles(ent, [row], actor, lang)
     child_titles = _child_titles(ent, record, actor, lang)
     sections = []
@@ -228,7 +237,7 @@ def detail(entity: str, record_id: int) -> str:
                         else display_column(ent, name, row, lang, titles),
                         "link": url_for("records.detail", entity=f.to, record_id=row[name])
                         if f.kind == "ref" and f.to and isinstance(row.get(name), int)
-                        else None,
+                        else files.get(name),
                         "multiline": f.kind == "long_text",
                     }
                 )
@@ -319,12 +328,43 @@ def render_form(
         action=action,
         preview_url=preview_url,
         cancel_url=cancel,
+        file_inputs=[
+            f"{v.input_name}.{UPLOAD_SUFFIX}"
+            for s in sections
+            for v in s.fields
+            if v.file is not None and not v.readonly
+        ],
         general_errors=general,
         has_errors=bool(errors),
         conflict=conflict,
         version=version if version is not None else (record.version if record else None),
     )
     return html, status
+
+
+def _refused_uploads(
+    ent: Entity,
+    data: dict[str, Any],
+    actor: Actor,
+    record: Record | None,
+    refused: dict[str, list[str]],
+    lang: str,
+) -> RecordInvalid:
+    """A refused upload, with every other problem the save would have (nothing saved)."""
+    _values, others = services().records.preview(
+        ent.name, data, actor=actor, record_id=record.id if record else None
+    )
+    merged: dict[str, list[Text]] = {k: list(v) for k, v in others.items()}
+    for name, messages in refused.items():
+        merged[name] = [Text(zh=m, en=m) for m in messages]  # already in the page's language
+    return RecordInvalid(merged)
+
+
+@bp.route("/e/<entity>/<int:record_id>/files/<field>")
+def file(entity: str, record_id: int, field: str) -> Response:
+    """The file a record holds in ``field``, for whoever may read both (else 404)."""
+    ent = entity_or_404(entity)
+    return download(ent, load_record(ent, record_id, current_actor()), field)
 
 
 @bp.route("/e/<entity>/new", methods=["GET", "POST"])
@@ -335,14 +375,17 @@ def new(entity: str) -> Response | tuple[str, int]:
     svc = services()
     if request.method == "POST":
         # readonly_if is judged on a stored record, so a new record has no such states.
-        data, form = read_form(ent, request.form, editable_fields(ent, actor, None, {}))
+        editable = editable_fields(ent, actor, None, {})
+        uploaded, refused = store_form_uploads(ent, actor, editable, lang)
+        data, form = read_form(ent, request.form, editable, uploaded)
         try:
+            if refused:
+                raise _refused_uploads(ent, data, actor, None, refused, lang)
             created = svc.records.create(ent.name, data, actor=actor, via="form")
         except RecordInvalid as exc:
             shown = preview(ent, data, actor, None, lang)
-            return render_form(
-                ent, form, shown, None, errors_by_input(exc.as_dict(lang), form), status=422
-            )
+            errors = errors_by_input(exc.as_dict(lang), form)
+            return render_form(ent, form, shown, None, errors, status=422)
         flash(_("form.created"))
         return redirect(url_for("records.detail", entity=ent.name, record_id=created.id))
     # Prefill from the query string (e.g. "new opportunity" from a customer page).
@@ -363,10 +406,14 @@ def edit(entity: str, record_id: int) -> Response | tuple[str, int]:
     record = load_record(ent, record_id, actor)
     if request.method == "POST":
         states = states_for(ent, record.values, record.tables, actor, record)
-        data, form = read_form(ent, request.form, editable_fields(ent, actor, record, states))
+        editable = editable_fields(ent, actor, record, states)
+        uploaded, refused = store_form_uploads(ent, actor, editable, lang)
+        data, form = read_form(ent, request.form, editable, uploaded)
         version_text = request.form.get("version", "")
         version = int(version_text) if version_text.isdigit() else -1
         try:
+            if refused:
+                raise _refused_uploads(ent, data, actor, record, refused, lang)
             svc.records.update(ent.name, record.id, data, version=version, actor=actor, via="form")
         except RecordInvalid as exc:
             shown = preview(ent, data, actor, record, lang)
