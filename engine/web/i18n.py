@@ -102,7 +102,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "form.no_results": ("没有找到", "Nothing found"),
     "form.find_user": ("输入姓名或用户名搜索", "Type a name or user name"),
     "form.clear_choice": ("清除选择", "Clear the choice"),
-    "form.ownership": ("负责人", "Owner"),
+    "form.ownership": ("记录归属", "Ownership"),
     "conflict.title": ("记录已被修改", "The record was changed"),
     "conflict.reload": ("重新加载最新版本", "Reload the latest version"),
     "conflict.by": (

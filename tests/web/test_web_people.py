@@ -99,7 +99,8 @@ def test_manager_offers_their_team_and_rep_only_themself(app: Flask) -> None:
     team = {"wang.fang", "li.lei", "han.meimei"}
     assert {v for v, _ in options(page, "service_rep")} - {""} == team
     assert {v for v, _ in options(page, "owner")} == team  # nobody is not allowed
-    assert "负责人" in page.split('id="owner-section"', 1)[1]
+    section = page.split('id="owner-section"', 1)[1]
+    assert "记录归属" in section and "负责人" in section
     assert selected(page, "owner") == "wang.fang"
 
     page = text(client_for(app, "li.lei").get("/e/customer/new?lang=zh"))
