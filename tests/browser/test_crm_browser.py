@@ -110,7 +110,7 @@ def test_create_customer_with_errors_then_fixed(page: Any, crm_server: Server) -
     expect(phone).to_have_text(re.compile(r"^010[- ]?8888[- ]?6666$"))
     expect(page.locator("main")).to_contain_text("北京市海淀区中关村大街 1 号")
     expect(page.locator(".ff-meta")).to_contain_text("li.lei")
-    expect(page.locator(".ff-timeline")).to_contain_text("负责人: li.lei")
+    expect(page.locator(".ff-timeline")).to_contain_text("负责人: 李雷 (li.lei)")
     screenshot(page, "detail_customer")
 
     page.goto(f"{crm_server.url}e/customer?q=星河智联")
