@@ -66,7 +66,7 @@ from engine.model import SCOPES, SYSTEM_COLUMNS, Access, Blueprint, Entity, Form
 from engine.records import Actor, Record
 from engine.storage.formula_sql import to_sql
 from engine.storage.schema import EntityTable
-from engine.users import ADMIN_ROLE, UserService
+from engine.users import ADMIN_ROLE, User, UserService
 
 __all__ = ["ACTIONS", "EffectiveAccess", "Permissions", "Scope", "merge_scopes"]
 
@@ -370,6 +370,24 @@ class Permissions:
         if level == "team" and actor.name is not None:
             return new_owner in self.users.team(actor.name)
         return new_owner == actor.name
+
+    def assignees(self, actor: Actor, entity: Entity | str) -> list[User]:
+        """The active users ``actor`` may make the owner of a record, by name.
+
+        Exactly the active users for whom :meth:`may_assign_to` is true (whether
+        nobody is allowed too is ``may_assign_to(actor, entity, None)``), in two small
+        queries whatever the number of users: what owner and user pickers offer.
+        """
+        active = self.users.list(active_only=True)
+        if actor.is_system:
+            return active
+        level = "all" if ADMIN_ROLE in actor.roles else self.access(actor, entity).update.level
+        if level == "all":
+            return active
+        if level == "team" and actor.name is not None:
+            team = self.users.team(actor.name)
+            return [u for u in active if u.name in team]
+        return [u for u in active if u.name == actor.name]
 
 
 def _untranslatable(entity: str, role: str, action: str, exc: ExpressionError) -> ExpressionError:

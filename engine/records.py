@@ -16,7 +16,11 @@ Input rules (documented for API clients):
   computed by the engine;
 * ``owner`` may be set only by actors the owner policy allows (the system,
   imports and automations, admins), otherwise it is refused;
-* a flow's status field may only be changed by the flow (``via="flow"``).
+* a flow's status field may only be changed by the flow (``via="flow"``);
+* a ``file`` field (or child-table column) takes a *new* key only from the user
+  who uploaded it, for that entity and field (``ff_uploads``, see
+  :mod:`engine.uploads`); an unchanged key is no change. Only the engine itself
+  (``SYSTEM``) may set any key.
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ MSG_ROW_FORGED = T("第 {n} 行不属于此记录", "row {n} does not belong to 
 MSG_MIN_ROWS = T("至少需要 {n} 行", "needs at least {n} rows")
 MSG_MAX_ROWS = T("最多 {n} 行", "allows at most {n} rows")
 MSG_NOT_LIST = T("应为行的列表", "expected a list of rows")
+MSG_FILE_FORGED = T(
+    "没有你为此字段上传的这个文件", "no file you uploaded for this field has this key"
+)
 MSG_REFERENCED = T(
     "仍被 {count} 条{entity}记录引用，不能删除",
     "is still referenced by {count} {entity} record(s) and cannot be deleted",
@@ -416,6 +423,19 @@ class RecordService:
         self._ids_in: dict[str, sa.Select[Any]] = {}  # ref checks, built once per target
         self._readonly = {
             name: frozenset(n for n, f in e.fields.items() if f.readonly)
+            for name, e in blueprint.entities.items()
+        }
+        # Per entity: top-level file fields and (table, column) file columns.
+        self._file_fields = {
+            name: (
+                tuple(n for n, f in e.fields.items() if f.kind == "file"),
+                tuple(
+                    (t.name, c)
+                    for t in e.tables()
+                    for c, cf in t.fields.items()
+                    if cf.kind == "file"
+                ),
+            )
             for name, e in blueprint.entities.items()
         }
         self._status_fields: dict[str, set[str]] = defaultdict(set)
@@ -843,6 +863,69 @@ class RecordService:
             if rid not in found[target]:
                 label = self.blueprint.entities[target].label
                 errors.add(key, _per_language(MSG_REF_MISSING, entity=label, id=rid))
+
+    def _new_file_keys(
+        self,
+        entity: str,
+        values: Mapping[str, Any],
+        tables: Mapping[str, Sequence[Mapping[str, Any]]],
+        prior: Record | None,
+    ) -> list[tuple[str, str, str]]:
+        """``(error key, field path, key)`` of every file key this write brings in."""
+        top, columns = self._file_fields[entity]
+        out: list[tuple[str, str, str]] = []
+        for name in top:
+            key = values.get(name)
+            if key is not None and (prior is None or prior.values.get(name) != key):
+                out.append((name, name, key))
+        for tname, cname in columns:
+            before = (
+                {r.get(cname) for r in prior.tables.get(tname, [])} if prior is not None else set()
+            )
+            for i, row in enumerate(tables.get(tname, [])):
+                key = row.get(cname)
+                if key is not None and key not in before:
+                    out.append((f"{tname}[{i}].{cname}", f"{tname}.{cname}", key))
+        return out
+
+    def _uploads_of(
+        self, conn: Connection, entity: str, actor: Actor, keys: Iterable[str]
+    ) -> set[tuple[str, str]]:
+        """``(field path, key)`` of the given keys that ``actor`` uploaded for ``entity``."""
+        wanted = sorted(set(keys))
+        table = self.schema.uploads
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(wanted), 500):
+            rows = conn.execute(
+                sa.select(table.c.field, table.c.key).where(
+                    table.c.key.in_(wanted[start : start + 500]),
+                    table.c.entity == entity,
+                    table.c.user == actor.name,
+                )
+            )
+            found.update((r.field, r.key) for r in rows)
+        return found
+
+    def _check_uploads(
+        self,
+        conn: Connection,
+        entity: str,
+        values: Mapping[str, Any],
+        tables: Mapping[str, Sequence[Mapping[str, Any]]],
+        prior: Record | None,
+        errors: _Errors,
+        actor: Actor,
+    ) -> None:
+        """A new file key must be an upload ``actor`` made for this entity and field."""
+        if actor.is_system:
+            return
+        places = self._new_file_keys(entity, values, tables, prior)
+        if not places:
+            return
+        mine = self._uploads_of(conn, entity, actor, (k for _, _, k in places))
+        for error_key, path, key in places:
+            if (path, key) not in mine:
+                errors.add(error_key, MSG_FILE_FORGED)
 
     def _check_unique(
         self,
@@ -1324,6 +1407,7 @@ class RecordService:
             self._may_create(actor, entity, {**values, **tables, "owner": owner})
             self._validate(plan, values, tables, ctx, errors, actor)
             self._check_refs(conn, et.entity, values, tables, errors, actor)
+            self._check_uploads(conn, entity, values, tables, None, errors, actor)
             self._check_unique(conn, et, values, None, errors)
             errors.raise_if_any()
             now = self.clock()
@@ -1438,6 +1522,7 @@ class RecordService:
             )
             self._validate(plan, values, tables, ctx, errors, actor, prior)
             self._check_refs(conn, et.entity, values, tables, errors, actor)
+            self._check_uploads(conn, entity, values, tables, prior, errors, actor)
             self._check_unique(conn, et, values, prior.id if prior else None, errors)
         return {**values, **tables}, dict(errors.by_field)
 
@@ -1480,6 +1565,7 @@ class RecordService:
             )
             self._validate(plan, values, tables, ctx, errors, actor, prior)
             self._check_refs(conn, et.entity, values, tables, errors, actor)
+            self._check_uploads(conn, entity, values, tables, prior, errors, actor)
             self._check_unique(conn, et, values, prior.id, errors)
             errors.raise_if_any()
             changes: dict[str, Any] = {
@@ -1849,6 +1935,16 @@ class RecordService:
         """Ref existence and uniqueness for a whole batch, one query per field and chunk."""
         entity = et.entity
         by_index = {i: v for i, v, _, _ in prepared}
+        if not actor.is_system and any(self._file_fields[entity.name]):
+            places = [
+                (i, place)
+                for i, v, t, _ in prepared
+                for place in self._new_file_keys(entity.name, v, t, None)
+            ]
+            mine = self._uploads_of(conn, entity.name, actor, (p[2] for _, p in places))
+            for i, (error_key, path, key) in places:
+                if (path, key) not in mine:
+                    yield i, error_key, MSG_FILE_FORGED
         for name, f in entity.fields.items():
             if f.kind == "ref" and f.to:
                 wanted = {v[name] for _, v, _, _ in prepared if v.get(name) is not None}

@@ -301,6 +301,22 @@ class UserService:
             raise UserNotFound(name)
         return user
 
+    def find_many(self, names: Iterable[str]) -> dict[str, User]:
+        """``{name: user}`` for those of ``names`` that are users (one query per 500)."""
+        wanted = sorted({n for n in names if isinstance(n, str) and n})
+        found: dict[str, User] = {}
+        if not wanted:
+            return found
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                stmt = sa.select(self.users).where(
+                    self.users.c.name.in_(wanted[start : start + 500])
+                )
+                for row in conn.execute(stmt):
+                    user = self._user(row)
+                    found[user.name] = user
+        return found
+
     def list(self, *, active_only: bool = False) -> list[User]:
         """Every user, by name."""
         stmt = sa.select(self.users).order_by(self.users.c.name)

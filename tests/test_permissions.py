@@ -438,3 +438,18 @@ def test_permissions_plug_into_the_record_service(world: World) -> None:
     with pytest.raises(RecordInvalid) as info:
         svc.create("deal", {"name": "y", "owner": "r2"}, actor=actor(world, "r1"), via="form")
     assert info.value.as_dict("en") == {"owner": ["you may not set the owner"]}
+
+
+def test_assignees_are_exactly_whom_may_assign_to_allows(world: World) -> None:
+    perms = world.perms
+    everyone = [u.name for u in world.users.list(active_only=True)]  # never an inactive user
+    for who in (SYSTEM, *(actor(world, n) for n in ("root", "m1", "r1", "fin"))):
+        for entity in ("deal", "note"):
+            offered = [u.name for u in perms.assignees(who, entity)]
+            assert offered == sorted(offered)
+            assert offered == [n for n in everyone if perms.may_assign_to(who, entity, n)], (
+                who,
+                entity,
+            )
+    assert "gone" not in [u.name for u in perms.assignees(actor(world, "root"), "deal")]
+    assert [u.name for u in perms.assignees(actor(world, "r1"), "deal")] == ["r1"]

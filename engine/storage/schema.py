@@ -117,6 +117,7 @@ class Schema:
     idempotency: sa.Table
     meta: sa.Table
     users: sa.Table
+    uploads: sa.Table
 
     def entity(self, name: str) -> EntityTable:
         return self.entities[name]
@@ -180,6 +181,25 @@ def _system_tables(md: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("record_id", sa.BigInteger, nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )
+    # Uploaded files (engine.uploads): the bytes live in the upload folder under
+    # ``path``; a record's file field holds ``key``. ``entity``/``field`` say for
+    # which field it was uploaded, ``user`` who uploaded it.
+    uploads = sa.Table(
+        "ff_uploads",
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("key", sa.String(255), nullable=False, unique=True),
+        sa.Column("path", sa.String(100), nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("content_type", sa.String(100), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("entity", sa.String(100), nullable=False),
+        sa.Column("field", sa.String(200), nullable=False),
+        sa.Column("user", sa.String(150), index=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sqlite_autoincrement=True,
+    )
     meta = sa.Table(
         "ff_meta",
         md,
@@ -192,6 +212,7 @@ def _system_tables(md: sa.MetaData) -> dict[str, sa.Table]:
         "sequences": sequences,
         "idempotency": idempotency,
         "meta": meta,
+        "uploads": uploads,
     }
 
 

@@ -18,6 +18,14 @@ Configuration (``config`` keys, or environment variables where noted):
   every restart share it. Set the variable in production.
 * ``SESSION_COOKIE_SECURE`` (default False; set True behind HTTPS).
 * ``WTF_CSRF_ENABLED`` (default True; tests may turn it off).
+* ``FORMFLOW_UPLOAD_DIR``: where uploaded files are kept (default ``uploads``
+  beside the SQLite file, or in the blueprint folder for other databases).
+* ``FORMFLOW_UPLOAD_MAX_MB``: the size limit of a file field without
+  ``max_size_mb`` (default 10).
+
+Request bodies are limited to 4 MB (``MAX_CONTENT_LENGTH``), except a form of
+an entity with file fields (its file limits added) and ``POST /api/v1/uploads``
+(the field's limit), decided before anything reads the body.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from engine.permissions import Permissions
 from engine.records import RecordService
 from engine.storage.database import create_engine, default_url
 from engine.storage.schema import build_schema
+from engine.uploads import DEFAULT_MAX_MB, UploadService, upload_folder
 from engine.users import UserService
 from engine.web.i18n import N_, _, current_lang
 from engine.web.services import EXTENSION_KEY, Services
@@ -74,6 +83,7 @@ HTTP_ERROR_MESSAGES: Mapping[int, str] = {
     400: N_("Bad request"),
     403: N_("You may not do this"),
     404: N_("This page or record does not exist"),
+    413: N_("The upload is too large"),
 }
 
 
@@ -140,6 +150,7 @@ def create_app(
     schema = build_schema(blueprint)
     users = UserService(blueprint, schema, engine)
     permissions = Permissions(blueprint, users)
+    upload_dir = app.config.get("FORMFLOW_UPLOAD_DIR") or upload_folder(path, url)
     app.extensions[EXTENSION_KEY] = Services(
         blueprint=blueprint,
         schema=schema,
@@ -147,10 +158,17 @@ def create_app(
         records=RecordService(blueprint, schema, engine, access=permissions),
         users=users,
         permissions=permissions,
+        uploads=UploadService(
+            blueprint,
+            schema,
+            engine,
+            Path(upload_dir),
+            default_max_mb=float(app.config.get("FORMFLOW_UPLOAD_MAX_MB") or DEFAULT_MAX_MB),
+        ),
     )
 
     csrf.init_app(app)
-    from engine.web import api, auth, context, i18n
+    from engine.web import api, auth, context, files, i18n
     from engine.web.views import home, lists, parts, records
 
     i18n.init_app(app, blueprint.timezone)
@@ -161,6 +179,8 @@ def create_app(
         app.register_blueprint(module.bp)
 
     _install_hooks(app, blueprint.timezone)
+    # First of all hooks: the body limit must be set before CSRF reads the form.
+    app.before_request_funcs.setdefault(None, []).insert(0, files.set_body_limit)
     return app
 
 

@@ -22,9 +22,11 @@ from engine.model import Entity
 from engine.records import Actor, Record
 from engine.web import access
 from engine.web.conditions import FieldState, field_states
+from engine.web.files import upload_urls
+from engine.web.formatting import SYSTEM_LABELS
 from engine.web.forms import FormState, accepts_input
 from engine.web.services import services
-from engine.web.widgets import RefCache, SectionView, form_sections
+from engine.web.widgets import FieldView, RefCache, SectionView, form_sections
 
 
 @dataclass
@@ -77,7 +79,7 @@ def editable_fields(
         if n not in hidden
         and n not in readonly
         and not states.get(n, FieldState()).readonly
-        and (accepts_input(f) or f.kind == "table")
+        and (accepts_input(f) or f.kind in ("table", "file"))
     }
 
 
@@ -98,6 +100,37 @@ def states_for(
     )
 
 
+def owner_field(
+    entity: Entity,
+    actor: Actor,
+    value: str,
+    lang: str,
+    errors: Mapping[str, list[str]],
+    refs: RefCache,
+) -> FieldView | None:
+    """The Owner picker, for those the owner rules let set an owner (else None).
+
+    Offered exactly when ``Permissions.owner_policy`` allows a form to set the
+    owner; the choices are ``Permissions.assignees``. The record service checks
+    the value again on save (an unchanged owner is left alone).
+    """
+    if not services().permissions.owner_policy(actor, entity, "form"):
+        return None
+    allow_none = refs.people.may_leave_blank(entity.name)
+    view = FieldView(
+        name="owner",
+        input_name="owner",
+        label=SYSTEM_LABELS["owner"].get(lang),
+        widget="user",
+        value=value,
+        shown=refs.people.label(value),
+        required=not allow_none,
+        errors=list(errors.get("owner", [])),
+    )
+    view.people = refs.people.view(entity.name, value, allow_none=allow_none)
+    return view
+
+
 def build_form(
     entity: Entity,
     form: FormState,
@@ -106,9 +139,10 @@ def build_form(
     record: Record | None,
     lang: str,
     errors: Mapping[str, list[str]],
-) -> tuple[list[SectionView], dict[str, FieldState]]:
-    """The sections of a form and each field's state."""
+) -> tuple[list[SectionView], dict[str, FieldState], FieldView | None]:
+    """The sections of a form, each field's state and the Owner picker (if offered)."""
     states = states_for(entity, shown.values, shown.tables, actor, record)
+    refs = RefCache(actor, lang, entity.name)
     sections = form_sections(
         entity,
         form,
@@ -119,6 +153,19 @@ def build_form(
         hidden=access.hidden_fields(actor, entity),
         readonly=access.readonly_fields(actor, entity),
         errors=errors,
-        refs=RefCache(actor, lang),
+        refs=refs,
     )
-    return sections, states
+    stored = upload_urls(entity, record)
+    for section in sections:
+        for view in section.fields:
+            if view.file is not None and view.file.name:
+                held = str(view.value or "")
+                if record is not None and held == record.values.get(view.name):
+                    view.file.url = stored.get(view.name)
+                else:
+                    view.file.pending = True
+    if "owner" in form.values:
+        owner = str(form.values.get("owner") or "")
+    else:
+        owner = (record.owner if record is not None else actor.name) or ""
+    return sections, states, owner_field(entity, actor, owner, lang, errors, refs)

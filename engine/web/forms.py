@@ -6,7 +6,8 @@ Input names: a field is ``<name>``; a child-table row is listed by a hidden
 A check box sends ``false`` from a hidden input and ``true`` from the box (the
 last value wins); a multi-select sends an empty marker first so that clearing
 every option is a change. Error keys of the record service (``lines[2].qty``)
-map back to row tokens by position.
+map back to row tokens by position. ``owner`` is the record's owner (offered
+to those the owner rules allow; passed to the record service whoever sends it).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from engine.model import Entity, Field
 from engine.web.formatting import input_value
 
 ROWS_SUFFIX = "__rows"
+#: A file field's file input (``attachment.__upload``) and "remove it" box.
+UPLOAD_SUFFIX = "__upload"
+REMOVE_SUFFIX = "__remove"
+#: The record's owner (a system column, not a field), when the form offers it.
+OWNER = "owner"
 _ROW_KEY = re.compile(r"^(?P<table>[^\[\]]+)\[(?P<index>\d+)\](?:\.(?P<child>.+))?$")
 _TOKEN = re.compile(r"^[rn][A-Za-z0-9_-]{1,40}$")
 
@@ -96,17 +102,43 @@ def _read(f: Field, form: MultiDict[str, str], key: str) -> tuple[bool, Any]:
     return True, value
 
 
+def _read_file(
+    name: str, form: MultiDict[str, str], uploaded: Mapping[str, str]
+) -> tuple[bool, str]:
+    """(present, key) of a file field: a new upload, else the held key unless removed."""
+    if name in uploaded:
+        return True, uploaded[name]
+    if name not in form:
+        return False, ""
+    if _last(form, f"{name}.{REMOVE_SUFFIX}") == "1":
+        return True, ""
+    return True, (_last(form, name) or "").strip()
+
+
 def read_form(
-    entity: Entity, form: MultiDict[str, str], editable: Collection[str]
+    entity: Entity,
+    form: MultiDict[str, str],
+    editable: Collection[str],
+    uploaded: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], FormState]:
     """The record data to save and the form state to show again on errors.
 
     Only ``editable`` fields are read: a read-only, hidden or computed field is
     never sent to the record service from a form, whatever the request holds.
+    A file field is ``<name>`` (the key it holds, hidden), ``<name>.__remove``
+    (``1``: remove it) and a file input whose upload the view stored first
+    (``uploaded``: field -> new key).
     """
     data: dict[str, Any] = {}
     state = FormState()
     for name, f in entity.fields.items():
+        if f.kind == "file":
+            got, key = _read_file(name, form, uploaded or {})
+            if got:
+                state.values[name] = key
+                if name in editable:
+                    data[name] = key or None
+            continue
         if f.kind == "table":
             rows: list[RowState] = []
             payload: list[dict[str, Any]] = []
@@ -135,6 +167,12 @@ def read_form(
             state.values[name] = value
             if name in editable and accepts_input(f):
                 data[name] = value
+    if OWNER in form and OWNER not in entity.fields:
+        # Whoever sends it, the record service decides: it ignores an unchanged owner
+        # and refuses a change the owner rules do not allow (the form offers none then).
+        owner = (_last(form, OWNER) or "").strip()
+        state.values[OWNER] = owner
+        data[OWNER] = owner or None
     return data, state
 
 

@@ -1,6 +1,6 @@
 """What the pages talk to: the blueprint and the services, kept on the Flask app.
 
-The web layer calls services only (records, users, permissions), never tables
+The web layer calls services only (records, users, permissions, uploads), never tables
 or sessions; :func:`services` is how a view reaches them.
 """
 
@@ -15,6 +15,7 @@ from engine.model import Blueprint
 from engine.permissions import Permissions
 from engine.records import RecordService
 from engine.storage.schema import Schema
+from engine.uploads import UploadService
 from engine.users import UserService
 
 EXTENSION_KEY = "formflow"
@@ -30,6 +31,7 @@ class Services:
     records: RecordService
     users: UserService
     permissions: Permissions
+    uploads: UploadService
 
 
 def services() -> Services:

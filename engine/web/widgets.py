@@ -10,17 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from engine.errors import FormflowError
 from engine.fields import kind_of
+from engine.fields.file import allowed_extensions
 from engine.i18n import Text
+from engine.locales import format_decimal
 from engine.model import Entity, Field
 from engine.records import Actor
 from engine.storage.query import Query
 from engine.web.conditions import FieldState
 from engine.web.formatting import display, lookup_titles, record_title
 from engine.web.forms import FormState, RowState, accepts_input
+from engine.web.i18n import _
+from engine.web.people import People, PeopleView
 from engine.web.services import services
 
 #: A reference is a drop-down when the target has at most this many records
@@ -37,7 +42,6 @@ _INPUT_TYPES = {
     "percent": "number",
     "date": "date",
     "datetime": "datetime-local",
-    "user": "text",
 }
 
 
@@ -54,6 +58,17 @@ class RefView:
     mode: str  # "select" or "search"
     title: str  # the chosen record's title
     options: list[OptionView] = field(default_factory=list)
+
+
+@dataclass
+class FileView:
+    """A file field's input: the held file's name, its download link, the limits."""
+
+    name: str  # the held file's name ('' when none)
+    accept: str  # the input's accept attribute (".pdf,.docx"), '' for any
+    limits: str  # "Up to 20 MB; allowed: pdf, docx"
+    url: str | None = None  # download link, when the held file is the stored one
+    pending: bool = False  # uploaded in this form, not saved yet
 
 
 @dataclass
@@ -78,6 +93,8 @@ class FieldView:
     errors: list[str] = field(default_factory=list)
     ref: RefView | None = None
     table: TableView | None = None
+    people: PeopleView | None = None
+    file: FileView | None = None
 
 
 @dataclass
@@ -101,11 +118,16 @@ class SectionView:
 
 
 class RefCache:
-    """Per-request cache of reference choices and titles."""
+    """Per-request cache of reference choices and titles, and of user pickers.
 
-    def __init__(self, actor: Actor, lang: str) -> None:
+    ``entity`` is the form's entity: whom a user picker offers depends on it.
+    """
+
+    def __init__(self, actor: Actor, lang: str, entity: str | None = None) -> None:
         self.actor = actor
         self.lang = lang
+        self.entity = entity
+        self.people = People(actor)
         self.choices: dict[str, tuple[list[tuple[int, str]], bool]] = {}
 
     def options(self, target: str) -> tuple[list[tuple[int, str]], bool]:
@@ -198,6 +220,11 @@ def field_view(
             view.ref = RefView(f.to, "select", title, options)
         if rid is not None and view.shown.startswith("#"):
             view.shown = title
+    if f.kind == "user":
+        if isinstance(canonical, str) and canonical:
+            view.shown = refs.people.label(canonical)
+        if widget == "user" and not view.readonly and refs.entity:
+            view.people = refs.people.view(refs.entity, str(value or ""))
     return view
 
 
@@ -268,6 +295,10 @@ def form_sections(
                 errors=errors.get(name, []),
                 refs=refs,
             )
+            if f.kind == "file":  # an input here (child rows take keys through the API)
+                view.file = file_view(f, str(form.values.get(name) or ""), lang)
+                view.readonly = name in readonly or st.readonly
+                view.required = st.required
             if f.kind == "table":
                 view.widget = "table"
                 view.table = table_view(
@@ -282,6 +313,22 @@ def form_sections(
             views.append(view)
         out.append(SectionView(label.get(lang), views))
     return out
+
+
+def file_view(f: Field, key: str, lang: str) -> FileView:
+    """The file input of ``f`` holding ``key`` (links are added by the page)."""
+    allowed = sorted(allowed_extensions(f))
+    mb = format_decimal(Decimal(str(services().uploads.max_mb(f))), lang)
+    limits = (
+        _("Up to %(mb)s MB; allowed: %(types)s", mb=mb, types=", ".join(allowed))
+        if allowed
+        else _("Up to %(mb)s MB", mb=mb)
+    )
+    return FileView(
+        name=key.rsplit("/", 1)[-1] if key else "",
+        accept=",".join(f".{a}" for a in allowed),
+        limits=limits,
+    )
 
 
 def section_layout(entity: Entity, hidden: Collection[str]) -> list[tuple[Text, list[str]]]:

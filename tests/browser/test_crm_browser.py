@@ -110,7 +110,7 @@ def test_create_customer_with_errors_then_fixed(page: Any, crm_server: Server) -
     expect(phone).to_have_text(re.compile(r"^010[- ]?8888[- ]?6666$"))
     expect(page.locator("main")).to_contain_text("北京市海淀区中关村大街 1 号")
     expect(page.locator(".ff-meta")).to_contain_text("li.lei")
-    expect(page.locator(".ff-timeline")).to_contain_text("负责人: li.lei")
+    expect(page.locator(".ff-timeline")).to_contain_text("负责人: 李雷 (li.lei)")
     screenshot(page, "detail_customer")
 
     page.goto(f"{crm_server.url}e/customer?q=星河智联")
@@ -122,10 +122,11 @@ def test_opportunity_lines_and_live_total(page: Any, crm_server: Server) -> None
     sign_in(page, crm_server, "li.lei")
     page.goto(f"{crm_server.url}e/opportunity/new")
     expect(page.locator("main h1")).to_have_text("新建商机")
-    # A file field has no input here and says so; it is not "computed".
+    # A file field is a file input with its limits; it is not "computed".
     attachment = page.locator("#field-attachment")
-    expect(attachment).to_contain_text("文件请通过 API 上传")
-    expect(attachment.locator(".ff-tag")).to_have_text("只读")
+    expect(attachment.locator("input[type=file]")).to_have_count(1)
+    expect(attachment).to_contain_text("最大 20 MB")
+    expect(attachment.locator(".ff-tag")).to_have_count(0)
     screenshot(page, "form_opportunity_empty")
 
     page.locator("#in-name").fill("华东区办公设备集中采购")

@@ -32,7 +32,10 @@ MSG_HTTP: Mapping[int, Text] = {
     400: T("请求无效", "bad request"),
     404: T("没有这个 API 地址", "no such API endpoint"),
     405: T("不支持此方法", "method not allowed"),
-    413: T("请求体超过 4 MB", "the request body is larger than 4 MB"),
+    413: T(
+        "请求体过大（超过 4 MB，或超过上传字段的文件大小上限）",
+        "the request body is too large (over 4 MB, or over the file field's size limit)",
+    ),
 }
 
 

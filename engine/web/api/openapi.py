@@ -9,7 +9,8 @@ Type mapping (by field kind; a formula by its result kind):
 
 =========================  ===================================================
 text, long_text, phone,    ``string`` (``format: email`` / ``uri`` for email
-email, url, user, file,    and url; ``maxLength`` / ``minLength`` when set)
+email, url, user, file,    and url; ``maxLength`` / ``minLength`` when set;
+                           a file is its key, from ``POST /uploads``)
 autonumber
 integer                    ``integer``
 decimal, money, percent    ``string`` with ``format: decimal`` in responses
@@ -35,6 +36,7 @@ import re
 from typing import Any
 
 from engine.fields import kind_of
+from engine.fields.file import MAX_KEY_LENGTH
 from engine.i18n import T, Text
 from engine.model import Blueprint, Entity, Field
 from engine.permissions import Permissions
@@ -133,6 +135,15 @@ def _value_schema(f: Field, lang: str, *, writing: bool) -> dict[str, Any]:
     if storage == "json":
         return {}
     schema = {"type": "string"}
+    if name == "file":
+        schema["maxLength"] = MAX_KEY_LENGTH
+        schema["description"] = (
+            "file key: POST /api/v1/uploads answers it; only the uploader may put a new key "
+            "into a record"
+            if writing
+            else "file key; GET /api/v1/<entity>/<id>/files/<field> downloads the file"
+        )
+        return schema
     if name in _STRING_FORMATS:
         schema["format"] = _STRING_FORMATS[name]
     if f.max_length is not None:
@@ -406,6 +417,7 @@ class _Builder:
                     },
                 },
             },
+            **self.file_paths(entity),
             f"{base}/{{id}}/history": {
                 "parameters": [id_param, _ref("lang", "parameters")],
                 "get": {
@@ -421,6 +433,98 @@ class _Builder:
                     },
                 },
             },
+        }
+
+    def file_paths(self, entity: Entity) -> dict[str, Any]:
+        """``GET /<entity>/{id}/files/{field}`` when the caller sees a file field."""
+        names = [f.name for f in self._visible(entity) if f.kind == "file"]
+        if not names:
+            return {}
+        comp = component_name(entity.name)
+        label = entity.label.get(self.lang) or entity.name
+        return {
+            f"{VERSION_PREFIX}/{entity.name}/{{id}}/files/{{field}}": {
+                "parameters": [
+                    _ref("RecordId", "parameters"),
+                    {
+                        "name": "field",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": names},
+                    },
+                    _ref("lang", "parameters"),
+                ],
+                "get": {
+                    "operationId": f"file_{comp}",
+                    "summary": f"{label}: download a file the record holds",
+                    "description": "always an attachment; the type is the one decided at "
+                    "upload (application/octet-stream unless on a short safe list), nosniff",
+                    "tags": [entity.name],
+                    "responses": {
+                        "200": {
+                            "description": "the file",
+                            "headers": {
+                                "Content-Disposition": {"schema": {"type": "string"}},
+                            },
+                            "content": {
+                                "application/octet-stream": {
+                                    "schema": {
+                                        "type": "string",
+                                        "contentMediaType": "application/octet-stream",
+                                    }
+                                }
+                            },
+                        },
+                        **self._errors(401, 404),
+                    },
+                },
+            }
+        }
+
+    def uploads_path(self) -> dict[str, Any]:
+        """``POST /uploads``: store a file for one file field, get its key."""
+        return {
+            "post": {
+                "operationId": "upload",
+                "summary": "upload a file for a file field; put the key into a record",
+                "description": "the field's max_size_mb and accept are enforced; the client's "
+                "MIME type is ignored. entity and field may also be query parameters.",
+                "tags": ["uploads"],
+                "parameters": [
+                    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                    for n in ("entity", "field")
+                ]
+                + [_ref("lang", "parameters")],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "file": {
+                                        "type": "string",
+                                        "contentMediaType": "application/octet-stream",
+                                    },
+                                    "entity": {"type": "string"},
+                                    "field": {
+                                        "type": "string",
+                                        "description": "a file field, or table.column",
+                                    },
+                                },
+                                "required": ["file"],
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "stored",
+                        "content": {JSON: {"schema": _ref("Upload")}},
+                    },
+                    **self._errors(400, 401, 403, 404, 413, 422),
+                },
+            }
         }
 
     @staticmethod
@@ -453,6 +557,7 @@ class _Builder:
             schemas[comp] = self.record_schema(entity)
             schemas[f"{comp}_input"] = self.input_schema(entity)
             paths.update(self.paths(entity))
+        paths[f"{VERSION_PREFIX}/uploads"] = self.uploads_path()
         paths[f"{VERSION_PREFIX}/openapi.json"] = {
             "get": {
                 "operationId": "openapi",
@@ -480,7 +585,8 @@ class _Builder:
             "security": [{"bearer": []}],
             "tags": [
                 {"name": e.name, "description": e.label.get(self.lang) or e.name} for e in entities
-            ],
+            ]
+            + [{"name": "uploads", "description": "files for file fields"}],
             "paths": paths,
             "components": {
                 "securitySchemes": {
@@ -529,6 +635,18 @@ _COMMON_SCHEMAS: dict[str, Any] = {
             "updated_at": {"type": "string"},
         },
         "required": ["error"],
+    },
+    "Upload": {
+        "type": "object",
+        "properties": {
+            "key": {"type": "string", "description": "put this into the record's file field"},
+            "name": {"type": "string", "description": "the file name as kept"},
+            "size": {"type": "integer"},
+            "content_type": {"type": "string", "description": "the type downloads get"},
+            "entity": {"type": "string"},
+            "field": {"type": "string"},
+        },
+        "required": ["key", "name", "size", "content_type", "entity", "field"],
     },
     "History": {
         "type": "object",
@@ -640,7 +758,10 @@ _RESPONSES: dict[str, Any] = {
         "description": "If-Match and the body's version disagree",
         "content": _error_content(),
     },
-    "PayloadTooLarge": {"description": "the body is over 4 MB", "content": _error_content()},
+    "PayloadTooLarge": {
+        "description": "the body is over 4 MB (an upload: over its field's size limit)",
+        "content": _error_content(),
+    },
     "Invalid": {
         "description": "the record is invalid; every problem by field",
         "content": _error_content("ValidationError"),

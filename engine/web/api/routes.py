@@ -12,6 +12,10 @@ Decisions:
   record and when. ``PUT`` is refused (405): a full replacement is not offered.
 * ``POST`` with ``Idempotency-Key``: a retry with the same key (same user) answers
   201 with the record created the first time (as it is now) and creates nothing.
+* ``POST /uploads`` (multipart: ``file``, plus ``entity`` and ``field`` as query
+  parameters or form fields) stores a file for one file field and answers its
+  key; a record then takes the key (only from the uploader, for that field).
+  ``GET /<entity>/<id>/files/<field>`` downloads the file a record holds.
 * Each route takes every method and answers the ones it does not serve with a
   JSON 405 (and ``Allow``), because routing errors would otherwise reach the
   pages' HTML error handler.
@@ -28,10 +32,12 @@ from werkzeug.wrappers import Response
 
 from engine.i18n import T
 from engine.storage.query import parse_query_args
+from engine.uploads import MSG_NO_FILE, UploadRefused
 from engine.web.api.base import VERSION_PREFIX, api_actor, api_user, bp, entity_or_404
 from engine.web.api.encoding import history_json, json_object, page_json, record_json
 from engine.web.api.errors import MSG_HTTP, ApiError, json_response
 from engine.web.api.openapi import openapi_document
+from engine.web.files import download, may_upload
 from engine.web.services import services
 
 V1 = VERSION_PREFIX.removeprefix(bp.url_prefix or "")
@@ -54,6 +60,7 @@ MSG_BAD_IF_MATCH = T(
 MSG_BAD_VERSION = T("version 应为非负整数", "version must be a whole number of at least 0")
 MSG_PUT = T("不支持 PUT：请用 PATCH 做部分更新", "PUT is not supported: use PATCH (partial update)")
 MSG_NO_READ = T("你无权查看此实体的记录", "you may not read records of this entity")
+MSG_NO_UPLOAD = T("你无权为此字段上传文件", "you may not upload files for this field")
 MSG_BAD_KEY = T(
     f"Idempotency-Key 应为 1 到 {MAX_IDEMPOTENCY_KEY} 个可见 ASCII 字符",
     f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters",
@@ -198,6 +205,52 @@ def history(entity: str, record_id: int) -> Response:
         actor = api_actor()
         entries = svc.records.history(ent.name, record_id, actor=actor)
         return json_response(history_json(entries, svc.permissions.hidden_fields(actor, ent.name)))
+
+    return _dispatch({"GET": get})
+
+
+# -- files ----------------------------------------------------------------------------------
+
+
+@bp.route(f"{V1}/uploads", methods=METHODS)
+def uploads() -> Response:
+    """``POST`` multipart ``file`` for ``entity`` / ``field`` -> 201 ``{key, name, size, ...}``."""
+
+    def post() -> Response:
+        svc = services()
+        actor = api_actor()
+        ent = entity_or_404(request.values.get("entity", ""))
+        path = request.values.get("field", "")
+        svc.uploads.file_field(ent.name, path)  # 422 for a name that is no file field
+        if not svc.permissions.can_read(actor, ent.name) or not may_upload(actor, ent, path):
+            raise ApiError(403, MSG_NO_UPLOAD)
+        sent = request.files.get("file")
+        if sent is None or not sent.filename:
+            raise UploadRefused({"file": [MSG_NO_FILE]})
+        stored = svc.uploads.store(ent.name, path, sent.filename, sent.stream, actor=actor)
+        return json_response(
+            {
+                "key": stored.key,
+                "name": stored.name,
+                "size": stored.size,
+                "content_type": stored.content_type,
+                "entity": stored.entity,
+                "field": stored.field,
+            },
+            201,
+        )
+
+    return _dispatch({"POST": post})
+
+
+@bp.route(f"{V1}/<entity>/<int:record_id>/files/<field>", methods=METHODS)
+def record_file(entity: str, record_id: int, field: str) -> Response:
+    """The file a record holds in ``field`` (404 unless the caller may read both)."""
+    ent = entity_or_404(entity)
+
+    def get() -> Response:
+        found = services().records.get(ent.name, record_id, actor=api_actor())
+        return download(ent, found, field)
 
     return _dispatch({"GET": get})
 

@@ -8,6 +8,10 @@
 * ``GET /e/<target>/lookup``: records of ``target`` whose title matches ``q``
   (through ``list_records``, so the reader sees only what they may read).
 * ``GET /e/<target>/pick``: a reference picker holding the chosen record.
+* ``GET /e/<entity>/people``: the users a user picker of ``entity`` offers whose
+  login or display name matches ``q`` (see :mod:`engine.web.people`).
+* ``GET /e/<entity>/people/pick``: a user picker holding the chosen user (one
+  the picker offers, else 404).
 
 Responses that change the rows carry ``HX-Trigger: ff-rows-changed`` so the
 form asks for a fresh preview.
@@ -29,6 +33,7 @@ from engine.web.editing import preview as run_preview
 from engine.web.formatting import display, lookup_titles, record_title
 from engine.web.forms import RowState, new_token, read_form
 from engine.web.i18n import current_lang
+from engine.web.people import People, PeopleView
 from engine.web.services import services
 from engine.web.views.common import entity_or_404
 from engine.web.views.records import load_record
@@ -93,7 +98,13 @@ def add_row(entity: str, table: str) -> Response:
         )
     row = RowState(new_token(), None, defaults)
     view = table_view(
-        f, [row], [], lang, readonly=False, errors={}, refs=RefCache(current_actor(), lang)
+        f,
+        [row],
+        [],
+        lang,
+        readonly=False,
+        errors={},
+        refs=RefCache(current_actor(), lang, ent.name),
     )
     response = make_response(
         render_template("parts/row.html", field_name=f.name, entity=ent, row=view.rows[0])
@@ -154,3 +165,26 @@ def pick(entity: str) -> str:
         value="" if rid is None else str(rid),
         ref=RefView(ent.name, "search", title),
     )
+
+
+@bp.route("/e/<entity>/people")
+def people(entity: str) -> str:
+    ent = entity_or_404(entity)
+    q = request.args.get("q", "").strip()
+    results = People(current_actor()).search(ent.name, q) if q else []
+    return render_template(
+        "parts/people_lookup.html", entity=ent, results=results, input_name=_input_name(), q=q
+    )
+
+
+@bp.route("/e/<entity>/people/pick")
+def pick_person(entity: str) -> str:
+    ent = entity_or_404(entity)
+    input_name = _input_name()
+    found = People(current_actor())
+    name = request.args.get("name", "").strip()
+    if name and not found.offers(ent.name, name):
+        abort(404)
+    allow_none = found.may_leave_blank(ent.name) if input_name == "owner" else True
+    view = PeopleView(ent.name, "search", found.label(name), allow_none=allow_none)
+    return render_template("parts/people.html", input_name=input_name, value=name, people=view)

@@ -8,6 +8,7 @@ changed the record and when, with a link to reload it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -15,12 +16,14 @@ from werkzeug.wrappers import Response
 
 from engine.errors import Conflict, NotFound, PermissionDenied, RecordInvalid
 from engine.fields import FieldValueError, kind_of
+from engine.i18n import Text
 from engine.model import Entity, Field
 from engine.records import Actor, AuditEntry, Record
 from engine.storage.query import Filter, Query
 from engine.web import access
 from engine.web.auth import current_actor
 from engine.web.editing import Preview, build_form, editable_fields, preview, states_for
+from engine.web.files import download, store_form_uploads, upload_urls
 from engine.web.formatting import (
     RefTitles,
     column_label,
@@ -31,8 +34,15 @@ from engine.web.formatting import (
     ref_titles,
     show_datetime,
 )
-from engine.web.forms import FormState, errors_by_input, read_form, state_from_values
+from engine.web.forms import (
+    UPLOAD_SUFFIX,
+    FormState,
+    errors_by_input,
+    read_form,
+    state_from_values,
+)
 from engine.web.i18n import N_, _, current_lang
+from engine.web.people import People
 from engine.web.services import services
 from engine.web.views.common import entity_or_404, link, list_columns
 from engine.web.widgets import section_layout
@@ -66,9 +76,13 @@ def _child_titles(entity: Entity, record: Record, actor: Actor, lang: str) -> Re
     return lookup_titles(wanted, actor, lang)
 
 
-def _change_text(f: Field | None, raw: Any, lang: str) -> str:
+def _change_text(
+    f: Field | None, raw: Any, lang: str, people: Mapping[str, str] | None = None
+) -> str:
     if raw is None:
         return "—"
+    if people is not None and isinstance(raw, str) and raw in people:
+        return people[raw]  # the owner or a user field: the person's label
     if f is None:  # a system field (owner) or one the blueprint no longer has
         return str(raw)
     if f.kind == "table":
@@ -79,9 +93,28 @@ def _change_text(f: Field | None, raw: Any, lang: str) -> str:
         return str(raw)
 
 
+def _people_in(entity: Entity, record: Record, entries: list[AuditEntry]) -> set[str]:
+    """Names of the owner, user-field values and the history's people (to label them)."""
+    names: set[str] = {record.owner} if record.owner else set()
+    user_fields = {n for n, f in entity.fields.items() if f.kind == "user"}
+    names.update(v for n in user_fields if isinstance(v := record.values.get(n), str))
+    for e in entries:
+        if e.user:
+            names.add(e.user)
+        for name, pair in e.changes.items():
+            if (name == "owner" or name in user_fields) and isinstance(pair, list):
+                names.update(v for v in pair if isinstance(v, str))
+    return names
+
+
 def _history(
-    entity: Entity, entries: list[AuditEntry], hidden: frozenset[str], lang: str
+    entity: Entity,
+    entries: list[AuditEntry],
+    hidden: frozenset[str],
+    lang: str,
+    people: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
+    people = people or {}
     out = []
     for e in reversed(entries):
         changes = []
@@ -89,12 +122,13 @@ def _history(
             if name in hidden:
                 continue
             f = entity.fields.get(name)
+            who = people if name == "owner" or (f is not None and f.kind == "user") else None
             old, new = [*pair, None, None][:2] if isinstance(pair, list) else (None, pair)
             changes.append(
                 {
                     "label": column_label(entity, name, lang),
-                    "old": _change_text(f, old, lang) if e.action == "update" else "",
-                    "new": _change_text(f, new, lang) if e.action != "delete" else "",
+                    "old": _change_text(f, old, lang, who) if e.action == "update" else "",
+                    "new": _change_text(f, new, lang, who) if e.action != "delete" else "",
                     "table": f is not None and f.kind == "table",
                 }
             )
@@ -103,7 +137,7 @@ def _history(
                 "action": _(HISTORY_ACTIONS[e.action]) if e.action in HISTORY_ACTIONS else e.action,
                 "by": _(
                     "%(user)s at %(at)s",
-                    user=e.user or _("the system"),
+                    user=people.get(e.user, e.user) if e.user else _("the system"),
                     at=show_datetime(e.at, lang),
                 ),
                 "via": e.via,
@@ -162,7 +196,11 @@ def detail(entity: str, record_id: int) -> str:
     lang = current_lang()
     record = load_record(ent, record_id, actor)
     hidden = access.hidden_fields(actor, ent)
+    svc = services()
+    entries = svc.records.history(ent.name, record.id, actor=actor, loaded=record)
+    people = People(actor).labels(_people_in(ent, record, entries))
     row = {**record.values, "owner": record.owner}
+    files = upload_urls(ent, record)
     titles = ref_titles(ent, [row], actor, lang)
     child_titles = _child_titles(ent, record, actor, lang)
     sections = []
@@ -194,17 +232,18 @@ def detail(entity: str, record_id: int) -> str:
                     {
                         "label": f.label.get(lang),
                         "table": False,
-                        "value": display_column(ent, name, row, lang, titles),
+                        "value": people.get(row[name], row[name])
+                        if f.kind == "user" and isinstance(row.get(name), str)
+                        else display_column(ent, name, row, lang, titles),
                         "link": url_for("records.detail", entity=f.to, record_id=row[name])
                         if f.kind == "ref" and f.to and isinstance(row.get(name), int)
-                        else None,
+                        else files.get(name),
                         "multiline": f.kind == "long_text",
                     }
                 )
         sections.append({"label": label.get(lang), "items": items})
-    svc = services()
     meta = {
-        "owner": record.owner or "",
+        "owner": people.get(record.owner, record.owner) if record.owner else "",
         "created": show_datetime(record.created_at, lang),
         "updated": show_datetime(record.updated_at, lang),
         "version": record.version,
@@ -217,9 +256,7 @@ def detail(entity: str, record_id: int) -> str:
         record=record,
         sections=sections,
         meta=meta,
-        history=_history(
-            ent, svc.records.history(ent.name, record.id, actor=actor, loaded=record), hidden, lang
-        ),
+        history=_history(ent, entries, hidden, lang, people),
         related=_related(ent, record, actor, lang),
         edit_url=url_for("records.edit", entity=ent.name, record_id=record.id)
         if access.can_update(actor, ent, record)
@@ -247,7 +284,7 @@ def render_form(
 ) -> tuple[str, int]:
     actor = current_actor()
     lang = current_lang()
-    sections, _states = build_form(ent, form, shown, actor, record, lang, errors)
+    sections, _states, owner_field = build_form(ent, form, shown, actor, record, lang, errors)
     label = ent.label.get(lang)
     if record is None:
         heading = _("New %(entity)s", entity=label)
@@ -263,7 +300,10 @@ def render_form(
         action = url_for("records.edit", entity=ent.name, record_id=record.id)
         preview_url = url_for("parts.preview", entity=ent.name, record_id=record.id)
         cancel = url_for("records.detail", entity=ent.name, record_id=record.id)
-    known = {v.input_name for s in sections for v in s.fields} | {
+    known = {v.input_name for s in sections for v in s.fields}
+    if owner_field is not None:
+        known.add(owner_field.input_name)
+    known |= {
         c.input_name
         for s in sections
         for v in s.fields
@@ -286,15 +326,47 @@ def render_form(
         entity=ent,
         heading=heading,
         sections=sections,
+        owner_field=owner_field,
         action=action,
         preview_url=preview_url,
         cancel_url=cancel,
+        file_inputs=[
+            f"{v.input_name}.{UPLOAD_SUFFIX}"
+            for s in sections
+            for v in s.fields
+            if v.file is not None and not v.readonly
+        ],
         general_errors=general,
         has_errors=bool(errors),
         conflict=conflict,
         version=version if version is not None else (record.version if record else None),
     )
     return html, status
+
+
+def _refused_uploads(
+    ent: Entity,
+    data: dict[str, Any],
+    actor: Actor,
+    record: Record | None,
+    refused: dict[str, list[str]],
+    lang: str,
+) -> RecordInvalid:
+    """A refused upload, with every other problem the save would have (nothing saved)."""
+    _values, others = services().records.preview(
+        ent.name, data, actor=actor, record_id=record.id if record else None
+    )
+    merged: dict[str, list[Text]] = {k: list(v) for k, v in others.items()}
+    for name, messages in refused.items():
+        merged[name] = [Text(zh=m, en=m) for m in messages]  # already in the page's language
+    return RecordInvalid(merged)
+
+
+@bp.route("/e/<entity>/<int:record_id>/files/<field>")
+def file(entity: str, record_id: int, field: str) -> Response:
+    """The file a record holds in ``field``, for whoever may read both (else 404)."""
+    ent = entity_or_404(entity)
+    return download(ent, load_record(ent, record_id, current_actor()), field)
 
 
 @bp.route("/e/<entity>/new", methods=["GET", "POST"])
@@ -305,14 +377,17 @@ def new(entity: str) -> Response | tuple[str, int]:
     svc = services()
     if request.method == "POST":
         # readonly_if is judged on a stored record, so a new record has no such states.
-        data, form = read_form(ent, request.form, editable_fields(ent, actor, None, {}))
+        editable = editable_fields(ent, actor, None, {})
+        uploaded, refused = store_form_uploads(ent, actor, editable, lang)
+        data, form = read_form(ent, request.form, editable, uploaded)
         try:
+            if refused:
+                raise _refused_uploads(ent, data, actor, None, refused, lang)
             created = svc.records.create(ent.name, data, actor=actor, via="form")
         except RecordInvalid as exc:
             shown = preview(ent, data, actor, None, lang)
-            return render_form(
-                ent, form, shown, None, errors_by_input(exc.as_dict(lang), form), status=422
-            )
+            errors = errors_by_input(exc.as_dict(lang), form)
+            return render_form(ent, form, shown, None, errors, status=422)
         flash(_("Created"))
         return redirect(url_for("records.detail", entity=ent.name, record_id=created.id))
     # Prefill from the query string (e.g. "new opportunity" from a customer page).
@@ -333,10 +408,14 @@ def edit(entity: str, record_id: int) -> Response | tuple[str, int]:
     record = load_record(ent, record_id, actor)
     if request.method == "POST":
         states = states_for(ent, record.values, record.tables, actor, record)
-        data, form = read_form(ent, request.form, editable_fields(ent, actor, record, states))
+        editable = editable_fields(ent, actor, record, states)
+        uploaded, refused = store_form_uploads(ent, actor, editable, lang)
+        data, form = read_form(ent, request.form, editable, uploaded)
         version_text = request.form.get("version", "")
         version = int(version_text) if version_text.isdigit() else -1
         try:
+            if refused:
+                raise _refused_uploads(ent, data, actor, record, refused, lang)
             svc.records.update(ent.name, record.id, data, version=version, actor=actor, via="form")
         except RecordInvalid as exc:
             shown = preview(ent, data, actor, record, lang)
