@@ -18,6 +18,12 @@ Configuration (``config`` keys, or environment variables where noted):
   every restart share it. Set the variable in production.
 * ``SESSION_COOKIE_SECURE`` (default False; set True behind HTTPS).
 * ``WTF_CSRF_ENABLED`` (default True; tests may turn it off).
+* ``FORMFLOW_USER_CACHE_SECONDS`` (config key or environment variable) (default 5): how
+  long a worker may reuse the signed-in user it read for the session check on
+  every request. A user deactivated or given other roles by another process
+  (``formflow user ...``, another worker) is refused or sees the new roles on
+  every request at most this many seconds later; a change made through the same
+  process counts at once. 0 reads the user on every request.
 """
 
 from __future__ import annotations
@@ -43,13 +49,14 @@ from engine.permissions import Permissions
 from engine.records import RecordService
 from engine.storage.database import create_engine, default_url
 from engine.storage.schema import build_schema
-from engine.users import UserService
+from engine.users import USER_CACHE_SECONDS, UserService
 from engine.web.services import EXTENSION_KEY, Services
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = PACKAGE_DIR.parent.parent / "templates"
 STATIC_DIR = PACKAGE_DIR / "static"
 SECRET_ENV = "FORMFLOW_SECRET_KEY"
+USER_CACHE_ENV = "FORMFLOW_USER_CACHE_SECONDS"
 SECRET_FILE_NAME = ".formflow-secret"
 
 CSP = (
@@ -130,7 +137,13 @@ def create_app(
 
     engine = create_engine(url)
     schema = build_schema(blueprint)
-    users = UserService(blueprint, schema, engine)
+    cache_seconds = app.config.get(USER_CACHE_ENV, os.environ.get(USER_CACHE_ENV))
+    users = UserService(
+        blueprint,
+        schema,
+        engine,
+        cache_seconds=USER_CACHE_SECONDS if cache_seconds in (None, "") else float(cache_seconds),
+    )
     permissions = Permissions(blueprint, users)
     app.extensions[EXTENSION_KEY] = Services(
         blueprint=blueprint,
