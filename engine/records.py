@@ -25,6 +25,8 @@ import functools
 import gc
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
@@ -376,6 +378,10 @@ class AccessPolicy(Protocol):
     def may_assign_to(self, actor: Actor, entity: str, new_owner: str | None) -> bool: ...
 
 
+#: The connection of the innermost :meth:`RecordService.reading` block, by engine.
+_READING: ContextVar[tuple[Engine, Connection] | None] = ContextVar("_READING", default=None)
+
+
 class RecordService:
     """Create, update, delete and read records of a blueprint's entities.
 
@@ -422,8 +428,63 @@ class RecordService:
         for flow in blueprint.flows.values():
             self._status_fields[flow.entity].add(flow.status_field)
         self._plans: dict[str, _EntityPlan] = {}
+        # Statements of the reads every page makes, built once (per entity where needed).
+        self._by_id: dict[str, sa.Select[Any]] = {}
+        self._titles_in: dict[str, sa.Select[Any]] = {}
+        audit = schema.audit
+        self._history_stmt = (
+            sa.select(audit)
+            .where(
+                audit.c.entity == sa.bindparam("entity"),
+                audit.c.record_id == sa.bindparam("record_id"),
+                audit.c.action != "import",
+            )
+            .order_by(audit.c.id)
+        )
+        self._imports_stmt = (
+            sa.select(audit)
+            .where(
+                audit.c.entity == sa.bindparam("entity"),
+                audit.c.action == "import",
+                audit.c.record_id <= sa.bindparam("record_id"),
+                audit.c.at == sa.bindparam("at"),
+            )
+            .order_by(audit.c.record_id.desc(), audit.c.id.desc())
+        )
 
     # -- reading -------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Run the reads inside the block on one connection and one read transaction.
+
+        A page that shows a record, the titles it refers to and its history reads
+        them on one pooled connection instead of one each (on SQLite also from one
+        snapshot; PostgreSQL's default READ COMMITTED sees each statement's latest).
+        Only reads (:meth:`get`, :meth:`list_records`, :meth:`title_values`,
+        :meth:`history`) use it; writes always take their own write transaction, so
+        do not read back a write made inside the block. Blocks nest.
+        """
+        current = _READING.get()
+        if current is not None and current[0] is self.engine:
+            yield
+            return
+        with self.engine.connect() as conn:
+            token = _READING.set((self.engine, conn))
+            try:
+                yield
+            finally:
+                _READING.reset(token)
+
+    @contextmanager
+    def _reader(self) -> Iterator[Connection]:
+        """The connection of the current :meth:`reading` block, else a new one."""
+        current = _READING.get()
+        if current is not None and current[0] is self.engine:
+            yield current[1]
+            return
+        with self.engine.connect() as conn:
+            yield conn
 
     def _et(self, entity: str) -> EntityTable:
         try:
@@ -473,10 +534,14 @@ class RecordService:
             rid = int(record_id)
         except (TypeError, ValueError):
             raise NotFound() from None
-        stmt = sa.select(et.table).where(et.table.c.id == rid)
+        stmt = self._by_id.get(et.entity.name)
+        if stmt is None:
+            stmt = self._by_id[et.entity.name] = sa.select(et.table).where(
+                et.table.c.id == sa.bindparam("id")
+            )
         if for_update and not is_sqlite(self.engine):
             stmt = stmt.with_for_update()
-        row = conn.execute(stmt).first()
+        row = conn.execute(stmt, {"id": rid}).first()
         if row is None:
             raise NotFound()
         return self._row_to_record(conn, et, row)
@@ -529,7 +594,7 @@ class RecordService:
     def get(self, entity: str, record_id: Any, *, actor: Actor = SYSTEM) -> Record:
         """One record, if ``actor`` may read it (NotFound otherwise)."""
         et = self._et(entity)
-        with self.engine.connect() as conn:
+        with self._reader() as conn:
             record = self._checked(self._load(conn, et, record_id), actor, "read")
         return self._shown(record, actor)
 
@@ -549,7 +614,7 @@ class RecordService:
         et = self._et(entity)
         scope = self.access.read_scope(actor, et) if self.access is not None else None
         hidden = self.access.hidden_fields(actor, entity) if self.access is not None else ()
-        with self.engine.connect() as conn:
+        with self._reader() as conn:
             return run_query(
                 conn,
                 et,
@@ -577,17 +642,20 @@ class RecordService:
         wanted = sorted({int(i) for i in ids})
         if not wanted:
             return {}
-        col = et.columns[name] if name else sa.null()
-        stmt = sa.select(et.table.c.id, col).where(
-            et.table.c.id.in_(sa.bindparam("ids", expanding=True))
-        )
+        key = f"{entity}:{name or ''}"
+        stmt = self._titles_in.get(key)
+        if stmt is None:
+            col = et.columns[name] if name else sa.null()
+            stmt = self._titles_in[key] = sa.select(et.table.c.id, col).where(
+                et.table.c.id.in_(sa.bindparam("ids", expanding=True))
+            )
         if self.access is not None and not actor.is_system:
             scope = self.access.read_scope(actor, et)
             if scope is not None:
                 stmt = stmt.where(scope)
         field_ = et.entity.fields[name] if name else None
         out: dict[int, Any] = {}
-        with self.engine.connect() as conn:
+        with self._reader() as conn:
             for start in range(0, len(wanted), 500):
                 for rid, value in conn.execute(stmt, {"ids": wanted[start : start + 500]}):
                     if field_ is not None and value is not None:
@@ -609,20 +677,13 @@ class RecordService:
         again (a detail page shows both); it is still checked for ``actor``.
         """
         et = self._et(entity)
-        audit = self.schema.audit
-        with self.engine.connect() as conn:
+        with self._reader() as conn:
             if loaded is not None and loaded.entity == entity and loaded.id == record_id:
                 record = self._checked(loaded, actor, "read")
             else:
                 record = self._checked(self._load(conn, et, record_id), actor, "read")
             rows = conn.execute(
-                sa.select(audit)
-                .where(
-                    audit.c.entity == entity,
-                    audit.c.record_id == record.id,
-                    audit.c.action != "import",
-                )
-                .order_by(audit.c.id)
+                self._history_stmt, {"entity": entity, "record_id": record.id}
             ).all()
             entries = [
                 AuditEntry(
@@ -650,16 +711,9 @@ class RecordService:
         The batch row was written at the record's ``created_at``, with a
         ``record_id`` (its first id) no greater than the record's id.
         """
-        audit = self.schema.audit
         candidates = conn.execute(
-            sa.select(audit)
-            .where(
-                audit.c.entity == et.entity.name,
-                audit.c.action == "import",
-                audit.c.record_id <= record.id,
-                audit.c.at == record.created_at,
-            )
-            .order_by(audit.c.record_id.desc(), audit.c.id.desc())
+            self._imports_stmt,
+            {"entity": et.entity.name, "record_id": record.id, "at": record.created_at},
         )
         for r in candidates:
             changes = _synthesised_create(r.changes, record.id)

@@ -308,6 +308,35 @@ def test_history_records_who_what_and_path(service: RecordService) -> None:
     assert history[1].changes == {"revenue": ["5.00", "6.00"]}
 
 
+def test_reads_in_a_reading_block_share_one_connection(service: RecordService) -> None:
+    cid = customer(service, "Shared", revenue="5")
+    did = service.create("deal", {"customer": cid, "win_reason": "-"}, actor=REP).id
+    checkouts: list[object] = []
+
+    def counted(*args: object) -> None:
+        checkouts.append(args)
+
+    sa.event.listen(service.engine, "checkout", counted)
+    try:
+        with service.reading():
+            record = service.get("deal", did)
+            titles = service.title_values("customer", [cid])
+            history = service.history("deal", did, loaded=record)
+            with service.reading():  # nested: still the same connection
+                page = service.list_records("deal")
+        assert len(checkouts) == 1
+        assert titles == {cid: "Shared"}
+        assert [h.action for h in history] == ["create"]
+        assert [r["id"] for r in page.rows] == [did]
+
+        # Outside a block every read takes its own connection, as before.
+        service.get("deal", did)
+        service.history("deal", did)
+        assert len(checkouts) == 3
+    finally:
+        sa.event.remove(service.engine, "checkout", counted)
+
+
 def test_audit_log_refuses_update_and_delete_in_the_database(service: RecordService) -> None:
     customer(service)
     audit = service.schema.audit

@@ -157,6 +157,12 @@ def _count_text(page: Page) -> str:
 @bp.route("/e/<entity>")
 def index(entity: str) -> tuple[str, int] | str:
     ent = entity_or_404(entity)
+    # The page, the titles it refers to and the filters' choices: one snapshot.
+    with services().records.reading():
+        return _index(ent)
+
+
+def _index(ent: Entity) -> tuple[str, int] | str:
     svc = services()
     actor = current_actor()
     lang = current_lang()

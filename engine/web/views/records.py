@@ -156,6 +156,12 @@ def _related(entity: Entity, record: Record, actor: Actor, lang: str) -> list[di
 @bp.route("/e/<entity>/<int:record_id>")
 def detail(entity: str, record_id: int) -> str:
     ent = entity_or_404(entity)
+    # The record, the titles it refers to, its history and related lists: one snapshot.
+    with services().records.reading():
+        return _detail(ent, record_id)
+
+
+def _detail(ent: Entity, record_id: int) -> str:
     actor = current_actor()
     lang = current_lang()
     record = load_record(ent, record_id, actor)
