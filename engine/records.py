@@ -645,10 +645,11 @@ class RecordService:
         key = f"{entity}:{name or ''}"
         stmt = self._titles_in.get(key)
         if stmt is None:
-            col = et.columns[name] if name else sa.null()
-            stmt = self._titles_in[key] = sa.select(et.table.c.id, col).where(
+            col: Any = et.columns[name] if name else sa.null()
+            stmt = sa.select(et.table.c.id, col).where(
                 et.table.c.id.in_(sa.bindparam("ids", expanding=True))
             )
+            self._titles_in[key] = stmt
         if self.access is not None and not actor.is_system:
             scope = self.access.read_scope(actor, et)
             if scope is not None:
