@@ -225,3 +225,41 @@ def test_percent_is_the_number_shown() -> None:
 def test_percent_bounds() -> None:
     field = make("percent", min=0, max=100)
     assert validate(field, "101%") == [Text(zh="不能大于 100%", en="must be at most 100%")]
+
+
+# -- reading many rows -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        make("money"),
+        make("money", precision=0),
+        make("decimal", precision=4),
+        make("percent"),
+        make("percent", precision=1),
+        make("integer"),
+        make("formula", formula="1", result="money"),
+        make("formula", formula="1", result="percent"),
+        make("date"),
+        make("text"),
+        make("ref", to="x"),
+    ],
+)
+def test_a_kinds_reader_gives_what_from_storage_gives(field: Field) -> None:
+    from datetime import date, datetime
+
+    kind = kind_of(field)
+    read = kind.reader(field)
+    samples: list[Any] = [Decimal("1234.5"), Decimal("0.005"), Decimal("-7"), Decimal("1E+3")]
+    samples += [Decimal("12.34567"), 3, 2.675, "19.999"]
+    if field.kind == "date":
+        samples = [date(2026, 11, 27), datetime(2026, 11, 27, 23, 59), "2026-11-27"]
+    if field.kind in ("text", "ref", "integer"):
+        samples = [3, "4"] if field.kind != "text" else ["x", "长文本"]
+    for value in samples:
+        expected = kind.from_storage(field, value)
+        got = value if read is None else read(value)
+        assert got == expected and type(got) is type(expected), (field.kind, value)
+        if isinstance(expected, Decimal):
+            assert got.as_tuple() == expected.as_tuple(), (field.kind, value)

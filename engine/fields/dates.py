@@ -15,7 +15,7 @@ Accepted dates: ``2026-11-27``, ``2026/11/27``, ``2026.11.27``,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
@@ -194,6 +194,12 @@ class DateKind(FieldKind):
 
     def to_json(self, field: Field, value: Any) -> Any:
         return None if value is None else value.isoformat()
+
+    def reader(self, field: Field) -> Callable[[Any], Any] | None:
+        def read(value: Any) -> Any:
+            return value if type(value) is date else self.from_storage(field, value)
+
+        return read
 
     def from_storage(self, field: Field, value: Any) -> Any:
         if value is None:
