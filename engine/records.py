@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -378,6 +379,11 @@ class AccessPolicy(Protocol):
     def may_assign_to(self, actor: Actor, entity: str, new_owner: str | None) -> bool: ...
 
 
+#: A list count that reached its cap ("10,000+") or is the planner's estimate is
+#: reused this long (seconds) for the same entity, filters, search and reader.
+BIG_COUNT_SECONDS = 10.0
+BIG_COUNT_ENTRIES = 256
+
 #: The connection of the innermost :meth:`RecordService.reading` block, by engine.
 _READING: ContextVar[tuple[Engine, Connection] | None] = ContextVar("_READING", default=None)
 
@@ -402,6 +408,7 @@ class RecordService:
         clock: Callable[[], datetime] | None = None,
         owner_policy: Callable[[Actor, Entity, str], bool] | None = None,
         access: AccessPolicy | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.blueprint = blueprint
         self.schema = schema
@@ -428,6 +435,9 @@ class RecordService:
         for flow in blueprint.flows.values():
             self._status_fields[flow.entity].add(flow.status_field)
         self._plans: dict[str, _EntityPlan] = {}
+        self._monotonic = monotonic
+        # (entity, filters, search, hidden, actor, cap) -> (when, count, capped, estimated)
+        self._big_counts: dict[tuple[Any, ...], tuple[float, int, bool, bool]] = {}
         # Statements of the reads every page makes, built once (per entity where needed).
         self._by_id: dict[str, sa.Select[Any]] = {}
         self._titles_in: dict[str, sa.Select[Any]] = {}
@@ -609,21 +619,52 @@ class RecordService:
     ) -> Page:
         """One page of an entity's records (filters, search, sort, keyset or offset paging).
 
-        Never waits on a full COUNT(*): the count stops at ``count_cap``.
+        Never waits on a full COUNT(*): the count stops at ``count_cap``. A count
+        that reached the cap (or PostgreSQL's estimate of a bigger table) is reused
+        for :data:`BIG_COUNT_SECONDS` for the same filters, search and reader, and
+        forgotten at once when this service writes; an exact count below the cap
+        is always fresh.
         """
         et = self._et(entity)
+        query = query or Query()
         scope = self.access.read_scope(actor, et) if self.access is not None else None
         hidden = self.access.hidden_fields(actor, entity) if self.access is not None else ()
+        key: tuple[Any, ...] | None = None
+        known = None
+        if with_count:
+            key = (entity, query.filters, query.search, frozenset(hidden), actor, count_cap)
+            try:
+                hit = self._big_counts.get(key)
+            except TypeError:  # a filter value that cannot be a key (a list): count
+                key, hit = None, None
+            if hit is not None and 0 <= self._monotonic() - hit[0] < BIG_COUNT_SECONDS:
+                known = hit[1:]
         with self._reader() as conn:
-            return run_query(
+            page = run_query(
                 conn,
                 et,
-                query or Query(),
+                query,
                 scope=scope,
                 hidden=hidden,
                 count_cap=count_cap,
                 with_count=with_count,
+                known_count=known,
             )
+        if (
+            key is not None
+            and known is None
+            and page.count is not None
+            and (page.count_capped or page.count_is_estimate)
+        ):
+            if len(self._big_counts) >= BIG_COUNT_ENTRIES:
+                self._big_counts.clear()
+            self._big_counts[key] = (
+                self._monotonic(),
+                page.count,
+                page.count_capped,
+                page.count_is_estimate,
+            )
+        return page
 
     def title_values(
         self, entity: str, ids: Iterable[int], *, actor: Actor = SYSTEM
@@ -1312,6 +1353,7 @@ class RecordService:
         changes: Mapping[str, Any],
         at: datetime,
     ) -> None:
+        self._big_counts.clear()  # every write: the next list counts afresh
         conn.execute(
             self.schema.audit.insert().values(
                 at=at,
@@ -1688,6 +1730,7 @@ class RecordService:
     ) -> list[int]:
         et = self._et(entity)
         self._may_create(actor, entity)
+        self._big_counts.clear()
         plan = self._plan(et)
         bad: dict[int, dict[str, list[Text]]] = {}
         prepared: list[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], str | None]]
