@@ -263,3 +263,30 @@ def test_a_kinds_reader_gives_what_from_storage_gives(field: Field) -> None:
         assert got == expected and type(got) is type(expected), (field.kind, value)
         if isinstance(expected, Decimal):
             assert got.as_tuple() == expected.as_tuple(), (field.kind, value)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en", "zh-CN"])
+def test_a_kinds_formatter_gives_what_display_gives(lang: str) -> None:
+    from datetime import date
+
+    from engine.model import Option
+
+    options = (
+        Option("lead", Text(zh="线索", en="Lead")),
+        Option("won", Text(zh="赢单", en="")),
+    )
+    cases: list[tuple[Field, list[Any]]] = [
+        (make("money"), [Decimal("1234.5"), Decimal("-0.01"), Decimal("-0.00"), Decimal(0)]),
+        (make("money", currency="USD", precision=0), [Decimal("1234567"), Decimal("-3")]),
+        (make("money", currency="XYZ"), [Decimal("12.30")]),
+        (make("percent"), [Decimal("60"), Decimal("12.50")]),
+        (make("formula", formula="1", result="money"), [Decimal("99.99")]),
+        (make("choice", options=options), ["lead", "won", "gone", 3]),
+        (make("date"), [date(2026, 11, 27)]),
+        (make("integer"), [1234567]),
+    ]
+    for field, values in cases:
+        kind = kind_of(field)
+        fmt = kind.formatter(field, lang)
+        for value in [None, *values]:
+            assert fmt(value) == kind.display(field, value, lang), (field.kind, value)

@@ -105,6 +105,9 @@ class FormulaKind(FieldKind):
     def reader(self, field: Field) -> Callable[[Any], Any] | None:
         return self.result_kind(field).reader(field)
 
+    def formatter(self, field: Field, lang: str) -> Callable[[Any], str]:
+        return self.result_kind(field).formatter(field, lang)
+
     def show(self, field: Field, value: Any, lang: str) -> str:
         return self.result_kind(field).display(field, value, lang)
 

@@ -408,6 +408,18 @@ class MoneyKind(DecimalKind):
         sign = "-" if value < 0 else ""
         return f"{sign}{self.symbol(field)}{group(abs(value), self.precision(field))}"
 
+    def formatter(self, field: Field, lang: str) -> Callable[[Any], str]:
+        symbol = self.symbol(field)
+        places = self.precision(field)
+
+        def fmt(value: Any) -> str:
+            if type(value) is not Decimal:
+                return self.display(field, value, lang)
+            sign = "-" if value < 0 else ""
+            return f"{sign}{symbol}{abs(value):,.{places}f}"
+
+        return fmt
+
 
 class PercentKind(DecimalKind):
     """A percentage stored as the number shown: 60 means 60% (not 0.6).
