@@ -16,6 +16,7 @@ from engine.storage.query.paging import (
     _after,
     _decode_cursor,
     _encode_cursor,
+    _Key,
     _order_by,
     _sort_keys,
 )
@@ -26,18 +27,30 @@ from engine.storage.schema import EntityTable
 
 
 def _output_columns(
-    et: EntityTable, hidden: Collection[str] = ()
+    et: EntityTable, hidden: Collection[str] = (), wanted: Collection[str] | None = None
 ) -> list[tuple[str, sa.Column[Any], Field | None]]:
-    """(name, column, field or None for a system column) of every selected column."""
+    """(name, column, field or None for a system column) of every selected column.
+
+    ``wanted``: only these names (None: every system column and visible field).
+    """
     out: list[tuple[str, sa.Column[Any], Field | None]] = [
-        (n, et.table.c[n], None) for n in SYSTEM_FIELDS if n in et.table.c
+        (n, et.table.c[n], None)
+        for n in SYSTEM_FIELDS
+        if n in et.table.c and (wanted is None or n in wanted)
     ]
     out += [
         (name, col, et.entity.fields[name])
         for name, col in et.columns.items()
-        if name not in hidden
+        if name not in hidden and (wanted is None or name in wanted)
     ]
     return out
+
+
+def _wanted(query: Query, keys: list[_Key]) -> set[str] | None:
+    """The names a query reads: its ``fields``, ``id`` and the sort keys (None: all)."""
+    if query.fields is None:
+        return None
+    return {"id", *query.fields, *(k.target.name for k in keys)}
 
 
 def _reader(fld: Field | None) -> Callable[[Any], Any] | None:
@@ -61,13 +74,14 @@ def compile_query(
 ) -> sa.Select[Any]:
     """The SELECT of one page: ``limit + 1`` rows (the extra one tells ``has_more``).
 
-    Selects the system columns, then every non-table field that is not ``hidden``.
+    Selects the system columns, then every non-table field that is not ``hidden``
+    (only ``query.fields``, ``id`` and the sort keys when ``fields`` is given).
     ``hidden`` (the fields this reader may not see) are also left out of the search
     and refused in filters and sorts as if they did not exist.
     """
     hide = _hidden(hidden)
     keys = _sort_keys(et, query.sort, hide)
-    stmt = sa.select(*(col for _, col, _ in _output_columns(et, hide)))
+    stmt = sa.select(*(col for _, col, _ in _output_columns(et, hide, _wanted(query, keys))))
     stmt = stmt.where(where_clause(et, query, scope=scope, hidden=hide))
     if query.after is not None:
         stmt = stmt.where(_after(keys, _decode_cursor(keys, query.after)))
@@ -134,7 +148,7 @@ def run_query(
         raise ValueError(f"count_cap must be at least 1, not {count_cap}")
     hide = _hidden(hidden)
     keys = _sort_keys(et, query.sort, hide)
-    outputs = _output_columns(et, hide)
+    outputs = _output_columns(et, hide, _wanted(query, keys))
     result = conn.execute(compile_query(et, query, scope=scope, hidden=hide)).all()
     has_more = len(result) > query.limit
     result = result[: query.limit]
