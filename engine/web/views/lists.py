@@ -8,18 +8,26 @@ by carrying the cursors of the earlier pages in ``back`` (at most
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, render_template, request, url_for
+from markupsafe import Markup, escape
 
 from engine.fields import kind_of
 from engine.model import Entity, Field
 from engine.storage.query import Page, QueryError, parse_query_args
 from engine.web import access
 from engine.web.auth import current_actor
-from engine.web.formatting import column_label, display, display_column, record_title, ref_titles
+from engine.web.formatting import (
+    RefTitles,
+    column_formatter,
+    column_label,
+    display,
+    record_title,
+    ref_titles,
+)
 from engine.web.i18n import _, current_lang
 from engine.web.services import services
 from engine.web.views.common import entity_or_404, link, list_columns
@@ -128,6 +136,50 @@ def _columns(
     return out
 
 
+_TD = ("<td>", '<td class="ff-num">')
+
+
+def _rows(
+    entity: Entity,
+    names: list[str],
+    numeric: list[bool],
+    found: list[dict[str, Any]],
+    lang: str,
+    titles: RefTitles,
+) -> list[dict[str, Any]]:
+    """The table rows: ``url``, ``title``, ``cells`` ((text, numeric) pairs) and ``html``.
+
+    ``html`` is the row's cells, drawn here rather than by a template loop per cell
+    (the list's hottest markup). Every text is escaped by markupsafe exactly as
+    the template's autoescaping would; the template still draws ``<tr>``.
+    """
+    formatters = [column_formatter(entity, n, lang, titles) for n in names]
+    tds = [_TD[1] if num else _TD[0] for num in numeric]
+    title_first = bool(names) and names[0] == entity.title_field
+    # One url_for for the page, not one per row: ids are integers, safe in a path.
+    detail = url_for("records.detail", entity=entity.name, record_id=0)
+    head = detail[: detail.rindex("/0")]
+    out = []
+    for r in found:
+        texts = [fmt(r) for fmt in formatters]
+        # record_title shows the title field when it is not blank, else "Label #id".
+        title = texts[0] if title_first and texts[0] else record_title(entity, r, r["id"], lang)
+        url = f"{head}/{int(r['id'])}"
+        html = [f"{td}{escape(text)}</td>" for td, text in zip(tds[1:], texts[1:], strict=True)]
+        if texts:
+            first = escape(texts[0] or title)
+            html.insert(0, f'{tds[0]}<a class="ff-row-link" href="{escape(url)}">{first}</a></td>')
+        out.append(
+            {
+                "url": url,
+                "title": title,
+                "cells": list(zip(texts, numeric, strict=True)),
+                "html": Markup("".join(html)),
+            }
+        )
+    return out
+
+
 def _totals(entity: Entity, names: list[str], page: Page, lang: str) -> dict[str, str] | None:
     totals: dict[str, str] = {}
     for name in names:
@@ -180,29 +232,16 @@ def _index(ent: Entity) -> tuple[str, int] | str:
     try:
         query = parse_query_args(ent, request.args, ignore=PAGE_PARAMS, hidden=hidden)
         sort = query.sort or ent.list.sort
-        page = svc.records.list_records(ent.name, query, actor=actor)
+        # Read only what the page shows: its columns and the title (row links).
+        shown = (*names, *([ent.title_field] if ent.title_field else []))
+        page = svc.records.list_records(ent.name, replace(query, fields=shown), actor=actor)
     except QueryError as exc:
         error = exc.message(lang)
     columns = _columns(ent, names, sort, lang)
-    numeric = [c.numeric for c in columns]
     rows = []
     if page is not None:
         titles = ref_titles(ent, page.rows, actor, lang, names)
-        # One url_for for the page, not one per row: ids are integers, safe in a path.
-        detail = url_for("records.detail", entity=ent.name, record_id=0)
-        head = detail[: detail.rindex("/0")]
-        for r in page.rows:
-            rows.append(
-                {
-                    "url": f"{head}/{int(r['id'])}",
-                    "title": record_title(ent, r, r["id"], lang),
-                    # (text, numeric) per cell: the template does no per-cell look-ups
-                    "cells": [
-                        (display_column(ent, n, r, lang, titles), num)
-                        for n, num in zip(names, numeric, strict=True)
-                    ],
-                }
-            )
+        rows = _rows(ent, names, [c.numeric for c in columns], page.rows, lang, titles)
     back = request.args.getlist("back")
     after = request.args.get("after")
     next_url = prev_url = first_url = None
