@@ -30,7 +30,7 @@ from engine.web.formatting import (
 )
 from engine.web.i18n import _, current_lang
 from engine.web.services import services
-from engine.web.views.common import entity_or_404, link, list_columns
+from engine.web.views.common import entity_or_404, list_columns, with_query
 from engine.web.widgets import RefCache
 
 bp = Blueprint("lists", __name__)
@@ -116,7 +116,7 @@ def _filter_view(f: Field, lang: str, refs: RefCache) -> FilterView:
 
 
 def _columns(
-    entity: Entity, names: list[str], sort: tuple[str, ...], lang: str
+    entity: Entity, names: list[str], sort: tuple[str, ...], lang: str, base: str
 ) -> list[ColumnView]:
     current = sort[0] if sort else ""
     out = []
@@ -127,16 +127,20 @@ def _columns(
         url = None
         if sortable:
             wanted = f"-{name}" if state == "asc" else name
-            url = link(
-                "lists.index",
-                {"entity": entity.name, **_args_without("after", "back", sort=wanted)},
-            )
+            url = with_query(base, _args_without("after", "back", sort=wanted))
         numeric = f is not None and kind_of(f).widget in ("number", "money", "percent")
         out.append(ColumnView(name, column_label(entity, name, lang), url, state, numeric))
     return out
 
 
 _TD = ("<td>", '<td class="ff-num">')
+
+
+def _html(text: str) -> str:
+    """``text`` escaped exactly as markupsafe (the templates' autoescape) escapes it."""
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        return str(escape(text))
+    return text
 
 
 def _rows(
@@ -165,10 +169,10 @@ def _rows(
         # record_title shows the title field when it is not blank, else "Label #id".
         title = texts[0] if title_first and texts[0] else record_title(entity, r, r["id"], lang)
         url = f"{head}/{int(r['id'])}"
-        html = [f"{td}{escape(text)}</td>" for td, text in zip(tds[1:], texts[1:], strict=True)]
+        html = [f"{td}{_html(text)}</td>" for td, text in zip(tds[1:], texts[1:], strict=True)]
         if texts:
-            first = escape(texts[0] or title)
-            html.insert(0, f'{tds[0]}<a class="ff-row-link" href="{escape(url)}">{first}</a></td>')
+            first = _html(texts[0] or title)
+            html.insert(0, f'{tds[0]}<a class="ff-row-link" href="{_html(url)}">{first}</a></td>')
         out.append(
             {
                 "url": url,
@@ -237,7 +241,8 @@ def _index(ent: Entity) -> tuple[str, int] | str:
         page = svc.records.list_records(ent.name, replace(query, fields=shown), actor=actor)
     except QueryError as exc:
         error = exc.message(lang)
-    columns = _columns(ent, names, sort, lang)
+    base = url_for("lists.index", entity=ent.name)  # this list, no arguments
+    columns = _columns(ent, names, sort, lang, base)
     rows = []
     if page is not None:
         titles = ref_titles(ent, page.rows, actor, lang, names)
@@ -247,23 +252,16 @@ def _index(ent: Entity) -> tuple[str, int] | str:
     next_url = prev_url = first_url = None
     if page is not None and page.has_more and page.next_cursor:
         trail = ([*back, after or ""])[-MAX_BACK:]
-        next_url = link(
-            "lists.index",
-            {
-                "entity": ent.name,
-                **_args_without("after", "back", after=page.next_cursor, back=trail),
-            },
+        next_url = with_query(
+            base, _args_without("after", "back", after=page.next_cursor, back=trail)
         )
     if after:
         previous = back[-1] if back else ""
-        prev_url = link(
-            "lists.index",
-            {
-                "entity": ent.name,
-                **_args_without("after", "back", after=previous or None, back=back[:-1] or None),
-            },
+        prev_url = with_query(
+            base,
+            _args_without("after", "back", after=previous or None, back=back[:-1] or None),
         )
-        first_url = link("lists.index", {"entity": ent.name, **_args_without("after", "back")})
+        first_url = with_query(base, _args_without("after", "back"))
     status = 400 if error else 200
     html = render_template(
         "list.html",
@@ -280,7 +278,7 @@ def _index(ent: Entity) -> tuple[str, int] | str:
         next_url=next_url,
         prev_url=prev_url,
         first_url=first_url,
-        clear_url=url_for("lists.index", entity=ent.name),
+        clear_url=base,
         new_url=url_for("records.new", entity=ent.name) if access.can_create(actor, ent) else None,
     )
     return html, status
