@@ -6,7 +6,8 @@ blueprint) and builds the services. It does not create or migrate tables:
 ``formflow serve`` checks the schema first (``formflow migrate`` updates it).
 
 Templates come from ``templates/`` inside the blueprint folder first (to
-override any page), then the engine's top-level ``templates/``. Autoescaping is
+override any page), then the engine's own (the repository's top-level
+``templates/``, or its packaged copy: see :mod:`engine.resources`). Autoescaping is
 always on and no blueprint text or record value is ever compiled as a template.
 
 Configuration (``config`` keys, or environment variables where noted):
@@ -47,14 +48,12 @@ from engine.i18n import normalise_lang
 from engine.loader import load
 from engine.permissions import Permissions
 from engine.records import RecordService
+from engine.resources import STATIC_DIR, TEMPLATES_DIR
 from engine.storage.database import create_engine, default_url
 from engine.storage.schema import build_schema
 from engine.users import USER_CACHE_SECONDS, UserService
 from engine.web.services import EXTENSION_KEY, Services
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-TEMPLATES_DIR = PACKAGE_DIR.parent.parent / "templates"
-STATIC_DIR = PACKAGE_DIR / "static"
 SECRET_ENV = "FORMFLOW_SECRET_KEY"
 USER_CACHE_ENV = "FORMFLOW_USER_CACHE_SECONDS"
 SECRET_FILE_NAME = ".formflow-secret"
