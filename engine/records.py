@@ -438,6 +438,7 @@ class RecordService:
         self._monotonic = monotonic
         # (entity, filters, search, hidden, actor, cap) -> (when, count, capped, estimated)
         self._big_counts: dict[tuple[Any, ...], tuple[float, int, bool, bool]] = {}
+        self._audit_insert = schema.audit.insert()
         # Statements of the reads every page makes, built once (per entity where needed).
         self._by_id: dict[str, sa.Select[Any]] = {}
         self._titles_in: dict[str, sa.Select[Any]] = {}
@@ -1322,7 +1323,7 @@ class RecordService:
                         diff["changed"] += 1
                 else:
                     new_id = conn.execute(
-                        child.table.insert().values(parent_id=record_id, **payload)
+                        child.table.insert(), {"parent_id": record_id, **payload}
                     ).inserted_primary_key
                     row["id"] = new_id[0] if new_id else None
                     diff["added"] += 1
@@ -1354,17 +1355,20 @@ class RecordService:
         at: datetime,
     ) -> None:
         self._big_counts.clear()  # every write: the next list counts afresh
+        # A prebuilt INSERT with parameters: .values(...) would build a new statement
+        # (and its cache key) on every write.
         conn.execute(
-            self.schema.audit.insert().values(
-                at=at,
-                user=actor.name,
-                entity=entity,
-                record_id=record_id,
-                action=action,
-                via=via,
-                version=version,
-                changes=dict(changes),
-            )
+            self._audit_insert,
+            {
+                "at": at,
+                "user": actor.name,
+                "entity": entity,
+                "record_id": record_id,
+                "action": action,
+                "via": via,
+                "version": version,
+                "changes": dict(changes),
+            },
         )
 
     @_in_business_timezone
@@ -1435,7 +1439,7 @@ class RecordService:
                 updated_by=actor.name,
             )
             try:
-                result = conn.execute(et.table.insert().values(**row))
+                result = conn.execute(et.table.insert(), row)
             except sa.exc.IntegrityError:
                 conn.rollback()
                 failure = self._integrity_error(et, values)
