@@ -9,9 +9,9 @@ from flask import Flask, current_app, request, url_for
 from flask_login import current_user
 
 from engine.web import access
-from engine.web.i18n import _, current_lang
+from engine.web.i18n import current_lang, translator
 from engine.web.services import services
-from engine.web.views.common import link
+from engine.web.views.common import with_query
 
 _T = TypeVar("_T")
 CACHE_KEY = "formflow.page_parts"
@@ -23,11 +23,11 @@ def _switch_language_url() -> str:
     args = request.args.to_dict(flat=False)
     args["lang"] = [other]
     endpoint = request.endpoint or "home.index"
-    values = dict(request.view_args or {})
     try:
-        return link(endpoint, {**values, **args})
+        here = url_for(endpoint, **(request.view_args or {}))
     except Exception:  # an endpoint without a GET view (a POST result page)
         return url_for("home.index", lang=other)
+    return with_query(here, args)
 
 
 def _cached(key: tuple[Any, ...], build: Callable[[], _T]) -> _T:
@@ -85,7 +85,7 @@ def _globals() -> dict[str, Any]:
     lang = current_lang()
     bp = services().blueprint
     return {
-        "_": _,
+        "_": translator(lang),
         "lang": lang,
         "html_lang": "zh-CN" if lang == "zh" else "en",
         "app_title": bp.title.get(lang) or bp.id,

@@ -12,6 +12,7 @@ blueprint's ``default_locale``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import current_app, g, request, session
@@ -123,6 +124,17 @@ def translate(key: str, lang: str, **params: Any) -> str:
     zh, en = CATALOG[key]
     text = zh if normalise_lang(lang) == "zh" else en
     return text.format(**params) if params else text
+
+
+def translator(lang: str) -> Callable[..., str]:
+    """:func:`translate` into ``lang``, the language picked once (a template's ``_``)."""
+    index = 0 if normalise_lang(lang) == "zh" else 1
+
+    def translated(key: str, **params: Any) -> str:
+        text = CATALOG[key][index]
+        return text.format(**params) if params else text
+
+    return translated
 
 
 def _user_locale() -> str | None:
