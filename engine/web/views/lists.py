@@ -54,6 +54,17 @@ class FilterView:
     high: str = ""
 
 
+@dataclass(slots=True)
+class RowView:
+    """One table row. Attributes, not dict keys: a template's ``row.html`` on a dict
+    first fails as an attribute (an exception per row) before Jinja tries the key."""
+
+    url: str
+    title: str
+    cells: list[tuple[str, bool]]  # (text, numeric) per column
+    html: Markup  # the cells drawn and escaped (see _rows)
+
+
 @dataclass
 class ColumnView:
     name: str
@@ -150,7 +161,7 @@ def _rows(
     found: list[dict[str, Any]],
     lang: str,
     titles: RefTitles,
-) -> list[dict[str, Any]]:
+) -> list[RowView]:
     """The table rows: ``url``, ``title``, ``cells`` ((text, numeric) pairs) and ``html``.
 
     ``html`` is the row's cells, drawn here rather than by a template loop per cell
@@ -174,12 +185,7 @@ def _rows(
             first = _html(texts[0] or title)
             html.insert(0, f'{tds[0]}<a class="ff-row-link" href="{_html(url)}">{first}</a></td>')
         out.append(
-            {
-                "url": url,
-                "title": title,
-                "cells": list(zip(texts, numeric, strict=True)),
-                "html": Markup("".join(html)),
-            }
+            RowView(url, title, list(zip(texts, numeric, strict=True)), Markup("".join(html)))
         )
     return out
 
@@ -243,7 +249,7 @@ def _index(ent: Entity) -> tuple[str, int] | str:
         error = exc.message(lang)
     base = url_for("lists.index", entity=ent.name)  # this list, no arguments
     columns = _columns(ent, names, sort, lang, base)
-    rows = []
+    rows: list[RowView] = []
     if page is not None:
         titles = ref_titles(ent, page.rows, actor, lang, names)
         rows = _rows(ent, names, [c.numeric for c in columns], page.rows, lang, titles)
