@@ -8,6 +8,7 @@ changed the record and when, with a link to reload it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -40,6 +41,53 @@ from engine.web.widgets import section_layout
 bp = Blueprint("records", __name__)
 
 RELATED_LIMIT = 10
+
+
+# What the detail page draws: attributes rather than dict keys, so that Jinja's
+# ``item.label`` finds them at once (on a dict it first fails as an attribute).
+
+
+@dataclass(slots=True)
+class DetailItem:
+    label: str
+    table: bool = False
+    value: str = ""  # a plain field, as text
+    link: str | None = None  # a reference's record
+    multiline: bool = False
+    columns: list[str] = field(default_factory=list)  # a child table
+    numeric: list[bool] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class DetailSection:
+    label: str
+    items: list[DetailItem]
+
+
+@dataclass(slots=True)
+class DetailMeta:
+    owner: str
+    created: str
+    updated: str
+    version: int
+
+
+@dataclass(slots=True)
+class ChangeView:
+    label: str
+    old: str
+    new: str
+    table: bool
+
+
+@dataclass(slots=True)
+class HistoryView:
+    action: str
+    by: str
+    via: str
+    version: int
+    changes: list[ChangeView]
 
 
 def load_record(entity: Entity, record_id: int, actor: Actor) -> Record:
@@ -79,7 +127,7 @@ def _change_text(f: Field | None, raw: Any, lang: str) -> str:
 
 def _history(
     entity: Entity, entries: list[AuditEntry], hidden: frozenset[str], lang: str
-) -> list[dict[str, Any]]:
+) -> list[HistoryView]:
     out = []
     for e in reversed(entries):
         changes = []
@@ -89,25 +137,25 @@ def _history(
             f = entity.fields.get(name)
             old, new = [*pair, None, None][:2] if isinstance(pair, list) else (None, pair)
             changes.append(
-                {
-                    "label": column_label(entity, name, lang),
-                    "old": _change_text(f, old, lang) if e.action == "update" else "",
-                    "new": _change_text(f, new, lang) if e.action != "delete" else "",
-                    "table": f is not None and f.kind == "table",
-                }
+                ChangeView(
+                    label=column_label(entity, name, lang),
+                    old=_change_text(f, old, lang) if e.action == "update" else "",
+                    new=_change_text(f, new, lang) if e.action != "delete" else "",
+                    table=f is not None and f.kind == "table",
+                )
             )
         out.append(
-            {
-                "action": _(f"history.{e.action}")
+            HistoryView(
+                action=_(f"history.{e.action}")
                 if e.action in ("create", "update", "delete")
                 else e.action,
-                "by": _(
+                by=_(
                     "history.by", user=e.user or _("history.system"), at=show_datetime(e.at, lang)
                 ),
-                "via": e.via,
-                "version": e.version,
-                "changes": changes,
-            }
+                via=e.via,
+                version=e.version,
+                changes=changes,
+            )
         )
     return out
 
@@ -177,42 +225,39 @@ def _detail(ent: Entity, record_id: int) -> str:
             if f.kind == "table":
                 cols = list(f.fields.values())
                 items.append(
-                    {
-                        "label": f.label.get(lang),
-                        "table": True,
-                        "columns": [c.label.get(lang) for c in cols],
-                        "numeric": [
-                            kind_of(c).widget in ("number", "money", "percent") for c in cols
-                        ],
-                        "rows": [
+                    DetailItem(
+                        label=f.label.get(lang),
+                        table=True,
+                        columns=[c.label.get(lang) for c in cols],
+                        numeric=[kind_of(c).widget in ("number", "money", "percent") for c in cols],
+                        rows=[
                             [
                                 display(c, r.get(c.name), lang, child_titles.get(c.to or ""))
                                 for c in cols
                             ]
                             for r in record.tables.get(name, [])
                         ],
-                    }
+                    )
                 )
             else:
                 items.append(
-                    {
-                        "label": f.label.get(lang),
-                        "table": False,
-                        "value": display_column(ent, name, row, lang, titles),
-                        "link": url_for("records.detail", entity=f.to, record_id=row[name])
+                    DetailItem(
+                        label=f.label.get(lang),
+                        value=display_column(ent, name, row, lang, titles),
+                        link=url_for("records.detail", entity=f.to, record_id=row[name])
                         if f.kind == "ref" and f.to and isinstance(row.get(name), int)
                         else None,
-                        "multiline": f.kind == "long_text",
-                    }
+                        multiline=f.kind == "long_text",
+                    )
                 )
-        sections.append({"label": label.get(lang), "items": items})
+        sections.append(DetailSection(label.get(lang), items))
     svc = services()
-    meta = {
-        "owner": record.owner or "",
-        "created": show_datetime(record.created_at, lang),
-        "updated": show_datetime(record.updated_at, lang),
-        "version": record.version,
-    }
+    meta = DetailMeta(
+        owner=record.owner or "",
+        created=show_datetime(record.created_at, lang),
+        updated=show_datetime(record.updated_at, lang),
+        version=record.version,
+    )
     return render_template(
         "detail.html",
         entity=ent,
