@@ -40,7 +40,7 @@ Rules (kept in one place so the docs can copy them):
   every request) may be up to ``cache_seconds`` old (default
   :data:`USER_CACHE_SECONDS`, 0 turns it off). A change made through this service
   (deactivate, roles, profile, manager, password) drops the user from this
-  process's cache at once; a change made by another process (``formflow user``,
+  process's cache at once; a change made by another process (a script, the CLI,
   another server worker) counts there within ``cache_seconds``. Signing in, API
   tokens, owner checks and teams always read afresh.
 * **API tokens** are ``ff_`` + 32 random bytes (urlsafe base64), shown once;

@@ -13,7 +13,7 @@ from engine.web.services import services
 
 
 def other_process(app: Flask) -> UserService:
-    """A UserService of its own over the same database, as ``formflow user`` would use."""
+    """A UserService of its own over the same database, as a script or the CLI would use."""
     with app.app_context():
         svc = services()
         return UserService(svc.blueprint, svc.schema, svc.engine)

@@ -22,7 +22,7 @@ Configuration (``config`` keys, or environment variables where noted):
 * ``FORMFLOW_USER_CACHE_SECONDS`` (config key or environment variable) (default 5): how
   long a worker may reuse the signed-in user it read for the session check on
   every request. A user deactivated or given other roles by another process
-  (``formflow user ...``, another worker) is refused or sees the new roles on
+  (a script, the CLI, another worker) is refused or sees the new roles on
   every request at most this many seconds later; a change made through the same
   process counts at once. 0 reads the user on every request.
 """
