@@ -30,14 +30,15 @@ the value needs. Date-times are shown as given: callers convert them to the
 business time zone first (``engine.fields.dates.to_business``).
 
 Locales, number patterns and date patterns are built once and cached: a list
-page formats hundreds of values.
+page formats hundreds of values. :func:`number_formatter` looks a pattern up once
+for a whole column (a field kind's ``formatter``).
 """
 
 from __future__ import annotations
 
 import copy
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -166,6 +167,24 @@ def _decimal(value: Decimal | int) -> Decimal:
     if isinstance(value, int) and not isinstance(value, bool):
         return Decimal(value)
     raise TypeError(f"expected a Decimal or an int, got {type(value).__name__}")
+
+
+def number_formatter(
+    lang: str | None, kind: str, places: int | None, currency: str | None = None
+) -> Callable[[Decimal | int], str]:
+    """:func:`format_decimal`, :func:`format_money` or :func:`format_percent` (``kind``
+    ``decimal``, ``currency`` or ``percent``) of one language, places and currency as a
+    one-argument function: the pattern found once for a column, not once per value.
+    ``number_formatter(lang, "currency", 2, "CNY")(v) == format_money(v, "CNY", lang)``.
+    """
+    apply = number_format(lang, kind, places, currency).apply
+
+    def fmt(value: Decimal | int) -> str:
+        if type(value) is Decimal and not value.is_zero():
+            return apply(value)
+        return apply(_decimal(value))
+
+    return fmt
 
 
 def format_integer(value: int | Decimal, lang: str | None) -> str:

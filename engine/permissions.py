@@ -163,6 +163,7 @@ class Permissions:
         self.users = users
         self.clock = clock or users.clock
         self.tz = ZoneInfo(blueprint.timezone)
+        self._merged: dict[tuple[bool, frozenset[str], str], EffectiveAccess] = {}
 
     # -- merging -----------------------------------------------------------------
 
@@ -174,8 +175,22 @@ class Permissions:
         return [entity.access[r] for r in sorted(actor.roles) if r in entity.access]
 
     def access(self, actor: Actor, entity: Entity | str) -> EffectiveAccess:
-        """Everything ``actor`` may do with ``entity``, their roles merged (see the rules)."""
-        ent = self._entity(entity)
+        """Everything ``actor`` may do with ``entity``, their roles merged (see the rules).
+
+        The answer depends only on the roles (and whether the actor is the engine),
+        so it is worked out once per roles and entity (a page asks many times).
+        """
+        name = entity.name if isinstance(entity, Entity) else entity
+        roles = actor.roles if isinstance(actor.roles, frozenset) else frozenset(actor.roles)
+        key = (actor.is_system, roles, name)
+        found = self._merged.get(key)
+        if found is None:
+            if len(self._merged) >= 4096:
+                self._merged.clear()
+            found = self._merged[key] = self._merge(actor, self._entity(entity))
+        return found
+
+    def _merge(self, actor: Actor, ent: Entity) -> EffectiveAccess:
         every = frozenset(ent.fields)
         if _is_admin(actor):
             return EffectiveAccess(

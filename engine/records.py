@@ -27,8 +27,11 @@ from __future__ import annotations
 
 import functools
 import gc
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
@@ -383,6 +386,15 @@ class AccessPolicy(Protocol):
     def may_assign_to(self, actor: Actor, entity: str, new_owner: str | None) -> bool: ...
 
 
+#: A list count that reached its cap ("10,000+") or is the planner's estimate is
+#: reused this long (seconds) for the same entity, filters, search and reader.
+BIG_COUNT_SECONDS = 10.0
+BIG_COUNT_ENTRIES = 256
+
+#: The connection of the innermost :meth:`RecordService.reading` block, by engine.
+_READING: ContextVar[tuple[Engine, Connection] | None] = ContextVar("_READING", default=None)
+
+
 class RecordService:
     """Create, update, delete and read records of a blueprint's entities.
 
@@ -403,6 +415,7 @@ class RecordService:
         clock: Callable[[], datetime] | None = None,
         owner_policy: Callable[[Actor, Entity, str], bool] | None = None,
         access: AccessPolicy | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.blueprint = blueprint
         self.schema = schema
@@ -442,8 +455,67 @@ class RecordService:
         for flow in blueprint.flows.values():
             self._status_fields[flow.entity].add(flow.status_field)
         self._plans: dict[str, _EntityPlan] = {}
+        self._monotonic = monotonic
+        # (entity, filters, search, hidden, actor, cap) -> (when, count, capped, estimated)
+        self._big_counts: dict[tuple[Any, ...], tuple[float, int, bool, bool]] = {}
+        self._audit_insert = schema.audit.insert()
+        # Statements of the reads every page makes, built once (per entity where needed).
+        self._by_id: dict[str, sa.Select[Any]] = {}
+        self._titles_in: dict[str, sa.Select[Any]] = {}
+        audit = schema.audit
+        self._history_stmt = (
+            sa.select(audit)
+            .where(
+                audit.c.entity == sa.bindparam("entity"),
+                audit.c.record_id == sa.bindparam("record_id"),
+                audit.c.action != "import",
+            )
+            .order_by(audit.c.id)
+        )
+        self._imports_stmt = (
+            sa.select(audit)
+            .where(
+                audit.c.entity == sa.bindparam("entity"),
+                audit.c.action == "import",
+                audit.c.record_id <= sa.bindparam("record_id"),
+                audit.c.at == sa.bindparam("at"),
+            )
+            .order_by(audit.c.record_id.desc(), audit.c.id.desc())
+        )
 
     # -- reading -------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Run the reads inside the block on one connection and one read transaction.
+
+        A page that shows a record, the titles it refers to and its history reads
+        them on one pooled connection instead of one each (on SQLite also from one
+        snapshot; PostgreSQL's default READ COMMITTED sees each statement's latest).
+        Only reads (:meth:`get`, :meth:`list_records`, :meth:`title_values`,
+        :meth:`history`) use it; writes always take their own write transaction, so
+        do not read back a write made inside the block. Blocks nest.
+        """
+        current = _READING.get()
+        if current is not None and current[0] is self.engine:
+            yield
+            return
+        with self.engine.connect() as conn:
+            token = _READING.set((self.engine, conn))
+            try:
+                yield
+            finally:
+                _READING.reset(token)
+
+    @contextmanager
+    def _reader(self) -> Iterator[Connection]:
+        """The connection of the current :meth:`reading` block, else a new one."""
+        current = _READING.get()
+        if current is not None and current[0] is self.engine:
+            yield current[1]
+            return
+        with self.engine.connect() as conn:
+            yield conn
 
     def _et(self, entity: str) -> EntityTable:
         try:
@@ -493,10 +565,14 @@ class RecordService:
             rid = int(record_id)
         except (TypeError, ValueError):
             raise NotFound() from None
-        stmt = sa.select(et.table).where(et.table.c.id == rid)
+        stmt = self._by_id.get(et.entity.name)
+        if stmt is None:
+            stmt = self._by_id[et.entity.name] = sa.select(et.table).where(
+                et.table.c.id == sa.bindparam("id")
+            )
         if for_update and not is_sqlite(self.engine):
             stmt = stmt.with_for_update()
-        row = conn.execute(stmt).first()
+        row = conn.execute(stmt, {"id": rid}).first()
         if row is None:
             raise NotFound()
         return self._row_to_record(conn, et, row)
@@ -549,7 +625,7 @@ class RecordService:
     def get(self, entity: str, record_id: Any, *, actor: Actor = SYSTEM) -> Record:
         """One record, if ``actor`` may read it (NotFound otherwise)."""
         et = self._et(entity)
-        with self.engine.connect() as conn:
+        with self._reader() as conn:
             record = self._checked(self._load(conn, et, record_id), actor, "read")
         return self._shown(record, actor)
 
@@ -564,21 +640,52 @@ class RecordService:
     ) -> Page:
         """One page of an entity's records (filters, search, sort, keyset or offset paging).
 
-        Never waits on a full COUNT(*): the count stops at ``count_cap``.
+        Never waits on a full COUNT(*): the count stops at ``count_cap``. A count
+        that reached the cap (or PostgreSQL's estimate of a bigger table) is reused
+        for :data:`BIG_COUNT_SECONDS` for the same filters, search and reader, and
+        forgotten at once when this service writes; an exact count below the cap
+        is always fresh.
         """
         et = self._et(entity)
+        query = query or Query()
         scope = self.access.read_scope(actor, et) if self.access is not None else None
         hidden = self.access.hidden_fields(actor, entity) if self.access is not None else ()
-        with self.engine.connect() as conn:
-            return run_query(
+        key: tuple[Any, ...] | None = None
+        known = None
+        if with_count:
+            key = (entity, query.filters, query.search, frozenset(hidden), actor, count_cap)
+            try:
+                hit = self._big_counts.get(key)
+            except TypeError:  # a filter value that cannot be a key (a list): count
+                key, hit = None, None
+            if hit is not None and 0 <= self._monotonic() - hit[0] < BIG_COUNT_SECONDS:
+                known = hit[1:]
+        with self._reader() as conn:
+            page = run_query(
                 conn,
                 et,
-                query or Query(),
+                query,
                 scope=scope,
                 hidden=hidden,
                 count_cap=count_cap,
                 with_count=with_count,
+                known_count=known,
             )
+        if (
+            key is not None
+            and known is None
+            and page.count is not None
+            and (page.count_capped or page.count_is_estimate)
+        ):
+            if len(self._big_counts) >= BIG_COUNT_ENTRIES:
+                self._big_counts.clear()
+            self._big_counts[key] = (
+                self._monotonic(),
+                page.count,
+                page.count_capped,
+                page.count_is_estimate,
+            )
+        return page
 
     def title_values(
         self, entity: str, ids: Iterable[int], *, actor: Actor = SYSTEM
@@ -597,17 +704,21 @@ class RecordService:
         wanted = sorted({int(i) for i in ids})
         if not wanted:
             return {}
-        col = et.columns[name] if name else sa.null()
-        stmt = sa.select(et.table.c.id, col).where(
-            et.table.c.id.in_(sa.bindparam("ids", expanding=True))
-        )
+        key = f"{entity}:{name or ''}"
+        stmt = self._titles_in.get(key)
+        if stmt is None:
+            col: Any = et.columns[name] if name else sa.null()
+            stmt = sa.select(et.table.c.id, col).where(
+                et.table.c.id.in_(sa.bindparam("ids", expanding=True))
+            )
+            self._titles_in[key] = stmt
         if self.access is not None and not actor.is_system:
             scope = self.access.read_scope(actor, et)
             if scope is not None:
                 stmt = stmt.where(scope)
         field_ = et.entity.fields[name] if name else None
         out: dict[int, Any] = {}
-        with self.engine.connect() as conn:
+        with self._reader() as conn:
             for start in range(0, len(wanted), 500):
                 for rid, value in conn.execute(stmt, {"ids": wanted[start : start + 500]}):
                     if field_ is not None and value is not None:
@@ -629,20 +740,13 @@ class RecordService:
         again (a detail page shows both); it is still checked for ``actor``.
         """
         et = self._et(entity)
-        audit = self.schema.audit
-        with self.engine.connect() as conn:
+        with self._reader() as conn:
             if loaded is not None and loaded.entity == entity and loaded.id == record_id:
                 record = self._checked(loaded, actor, "read")
             else:
                 record = self._checked(self._load(conn, et, record_id), actor, "read")
             rows = conn.execute(
-                sa.select(audit)
-                .where(
-                    audit.c.entity == entity,
-                    audit.c.record_id == record.id,
-                    audit.c.action != "import",
-                )
-                .order_by(audit.c.id)
+                self._history_stmt, {"entity": entity, "record_id": record.id}
             ).all()
             entries = [
                 AuditEntry(
@@ -670,16 +774,9 @@ class RecordService:
         The batch row was written at the record's ``created_at``, with a
         ``record_id`` (its first id) no greater than the record's id.
         """
-        audit = self.schema.audit
         candidates = conn.execute(
-            sa.select(audit)
-            .where(
-                audit.c.entity == et.entity.name,
-                audit.c.action == "import",
-                audit.c.record_id <= record.id,
-                audit.c.at == record.created_at,
-            )
-            .order_by(audit.c.record_id.desc(), audit.c.id.desc())
+            self._imports_stmt,
+            {"entity": et.entity.name, "record_id": record.id, "at": record.created_at},
         )
         for r in candidates:
             changes = _synthesised_create(r.changes, record.id)
@@ -1309,7 +1406,7 @@ class RecordService:
                         diff["changed"] += 1
                 else:
                     new_id = conn.execute(
-                        child.table.insert().values(parent_id=record_id, **payload)
+                        child.table.insert(), {"parent_id": record_id, **payload}
                     ).inserted_primary_key
                     row["id"] = new_id[0] if new_id else None
                     diff["added"] += 1
@@ -1340,17 +1437,21 @@ class RecordService:
         changes: Mapping[str, Any],
         at: datetime,
     ) -> None:
+        self._big_counts.clear()  # every write: the next list counts afresh
+        # A prebuilt INSERT with parameters: .values(...) would build a new statement
+        # (and its cache key) on every write.
         conn.execute(
-            self.schema.audit.insert().values(
-                at=at,
-                user=actor.name,
-                entity=entity,
-                record_id=record_id,
-                action=action,
-                via=via,
-                version=version,
-                changes=dict(changes),
-            )
+            self._audit_insert,
+            {
+                "at": at,
+                "user": actor.name,
+                "entity": entity,
+                "record_id": record_id,
+                "action": action,
+                "via": via,
+                "version": version,
+                "changes": dict(changes),
+            },
         )
 
     @_in_business_timezone
@@ -1422,7 +1523,7 @@ class RecordService:
                 updated_by=actor.name,
             )
             try:
-                result = conn.execute(et.table.insert().values(**row))
+                result = conn.execute(et.table.insert(), row)
             except sa.exc.IntegrityError:
                 conn.rollback()
                 failure = self._integrity_error(et, values)
@@ -1719,6 +1820,7 @@ class RecordService:
     ) -> list[int]:
         et = self._et(entity)
         self._may_create(actor, entity)
+        self._big_counts.clear()
         plan = self._plan(et)
         bad: dict[int, dict[str, list[Text]]] = {}
         prepared: list[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], str | None]]

@@ -36,6 +36,13 @@ Rules (kept in one place so the docs can copy them):
   reporting line afresh (one small query), so it is right after any change,
   also one made by another process; use :meth:`UserService.hierarchy` to reuse
   one snapshot within a request.
+* **Recently read users** (:meth:`UserService.recent`, the web session's check on
+  every request) may be up to ``cache_seconds`` old (default
+  :data:`USER_CACHE_SECONDS`, 0 turns it off). A change made through this service
+  (deactivate, roles, profile, manager, password) drops the user from this
+  process's cache at once; a change made by another process (a script, the CLI,
+  another server worker) counts there within ``cache_seconds``. Signing in, API
+  tokens, owner checks and teams always read afresh.
 * **API tokens** are ``ff_`` + 32 random bytes (urlsafe base64), shown once;
   only their sha256 is stored. A token works while it is not revoked and its
   user is active. ``last_used_at`` is written at most once a minute per token,
@@ -47,8 +54,10 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -91,6 +100,10 @@ MAX_TOKEN_LENGTH = 100
 #: ``last_used_at`` of a token is refreshed at most this often.
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+#: How long :meth:`UserService.recent` may reuse a user it read (seconds).
+USER_CACHE_SECONDS = 5.0
+#: At most this many users are kept (the cache starts over when it is full).
+USER_CACHE_SIZE = 1024
 
 MSG_NAME = T(
     "用户名须为 1-150 个字母、数字、汉字或 _ . @ -，且不能以符号开头",
@@ -259,12 +272,18 @@ class UserService:
         engine: Engine,
         *,
         clock: Callable[[], datetime] | None = None,
+        cache_seconds: float = USER_CACHE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.blueprint = blueprint
         self.schema = schema
         self.engine = engine
         self.write_engine = writer(engine)
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.cache_seconds = max(0.0, float(cache_seconds))
+        self._monotonic = monotonic
+        # name -> (when read, the user or None): see ``recent``.
+        self._recent: dict[str, tuple[float, User | None]] = {}
         self.users: sa.Table = schema.users
         # Built once: this runs on every signed-in request (the session's user loader).
         self._by_name = sa.select(self.users).where(self.users.c.name == sa.bindparam("name"))
@@ -293,6 +312,33 @@ class UserService:
         with self.engine.connect() as conn:
             row = self._row(conn, name)
         return None if row is None else self._user(row)
+
+    def recent(self, name: str) -> User | None:
+        """The user called ``name`` as read at most ``cache_seconds`` ago, or None.
+
+        For the web session's check on every request: a change made through this
+        service counts at once, one made by another process within
+        ``cache_seconds`` (see the module docs). Anything that decides on a
+        password, a token or an owner uses :meth:`find`.
+        """
+        if self.cache_seconds <= 0:
+            return self.find(name)
+        now = self._monotonic()
+        hit = self._recent.get(name)
+        if hit is not None and 0 <= now - hit[0] < self.cache_seconds:
+            return hit[1]
+        user = self.find(name)
+        if len(self._recent) >= USER_CACHE_SIZE:
+            self._recent.clear()
+        self._recent[name] = (now, user)
+        return user
+
+    def forget(self, name: str | None = None) -> None:
+        """Drop ``name`` (None: everyone) from this process's cache of recent users."""
+        if name is None:
+            self._recent.clear()
+        else:
+            self._recent.pop(name, None)
 
     def get(self, name: str) -> User:
         """The user called ``name``; :class:`UserNotFound` if there is none."""
@@ -422,7 +468,7 @@ class UserService:
             raise UserInvalid(errors)
         password_hash = generate_password_hash(password) if password is not None else None
         try:
-            with self.write_engine.begin() as conn:
+            with self._changing(name) as conn:
                 self._check_name_free(conn, name)
                 if manager is not None:
                     self._check_manager(conn, name, manager)
@@ -449,6 +495,15 @@ class UserService:
             if other.casefold() == folded:
                 raise _invalid("name", MSG_NAME_TAKEN.format(name=other))
 
+    @contextmanager
+    def _changing(self, name: str) -> Iterator[Connection]:
+        """A write transaction on user ``name``; the cached user is dropped after it."""
+        try:
+            with self.write_engine.begin() as conn:
+                yield conn
+        finally:
+            self.forget(name)
+
     def _update(self, conn: Connection, name: str, **values: Any) -> None:
         result = conn.execute(
             sa.update(self.users).where(self.users.c.name == name).values(**values)
@@ -467,12 +522,12 @@ class UserService:
         if problem is not None:
             raise _invalid("password", problem)
         password_hash = generate_password_hash(password)
-        with self.write_engine.begin() as conn:
+        with self._changing(name) as conn:
             self._update(conn, name, password_hash=password_hash)
 
     def set_manager(self, name: str, manager: str | None) -> User:
         """Move ``name`` under ``manager`` (None: to the top). Refuses loops."""
-        with self.write_engine.begin() as conn:
+        with self._changing(name) as conn:
             self._require(conn, name)
             if manager is not None:
                 self._check_manager(conn, name, manager)
@@ -481,7 +536,7 @@ class UserService:
 
     def set_roles(self, name: str, roles: Iterable[str]) -> User:
         role_list = self._check_roles(roles)
-        with self.write_engine.begin() as conn:
+        with self._changing(name) as conn:
             user = self._require(conn, name)
             if (
                 user.active
@@ -503,13 +558,13 @@ class UserService:
     ) -> User:
         """Replace the display name, email and language (None clears one)."""
         display, mail, lang = self._check_profile(display_name, email, locale)
-        with self.write_engine.begin() as conn:
+        with self._changing(name) as conn:
             self._update(conn, name, display_name=display, email=mail, locale=lang)
             return self._require(conn, name)
 
     def deactivate(self, name: str) -> User:
         """Refuse sign-in and revoke every API token; the user and their records stay."""
-        with self.write_engine.begin() as conn:
+        with self._changing(name) as conn:
             user = self._require(conn, name)
             if user.active and user.is_admin and not self._other_active_admins(conn, name):
                 raise _invalid("active", MSG_LAST_ADMIN.format(name=name))
@@ -524,7 +579,7 @@ class UserService:
 
     def activate(self, name: str) -> User:
         """Allow sign-in again (revoked tokens stay revoked)."""
-        with self.write_engine.begin() as conn:
+        with self._changing(name) as conn:
             self._update(conn, name, active=True)
             return self._require(conn, name)
 

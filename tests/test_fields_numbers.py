@@ -234,3 +234,77 @@ def test_percent_is_the_number_shown() -> None:
 def test_percent_bounds() -> None:
     field = make("percent", min=0, max=100)
     assert validate(field, "101%") == [Text(zh="不能大于 100%", en="must be at most 100%")]
+
+
+# -- reading many rows -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        make("money"),
+        make("money", precision=0),
+        make("decimal", precision=4),
+        make("percent"),
+        make("percent", precision=1),
+        make("integer"),
+        make("formula", formula="1", result="money"),
+        make("formula", formula="1", result="percent"),
+        make("date"),
+        make("text"),
+        make("ref", to="x"),
+    ],
+)
+def test_a_kinds_reader_gives_what_from_storage_gives(field: Field) -> None:
+    from datetime import date, datetime
+
+    kind = kind_of(field)
+    read = kind.reader(field)
+    samples: list[Any] = [Decimal("1234.5"), Decimal("0.005"), Decimal("-7"), Decimal("1E+3")]
+    samples += [Decimal("12.34567"), 3, 2.675, "19.999"]
+    if field.kind == "date":
+        samples = [date(2026, 11, 27), datetime(2026, 11, 27, 23, 59), "2026-11-27"]
+    if field.kind in ("text", "ref", "integer"):
+        samples = [3, "4"] if field.kind != "text" else ["x", "长文本"]
+    for value in samples:
+        expected = kind.from_storage(field, value)
+        got = value if read is None else read(value)
+        assert got == expected and type(got) is type(expected), (field.kind, value)
+        if isinstance(expected, Decimal):
+            assert got.as_tuple() == expected.as_tuple(), (field.kind, value)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en", "zh-CN", "en-US"])
+def test_a_kinds_formatter_gives_what_display_gives(lang: str) -> None:
+    """A list column's formatter (per kind, built once) shows exactly what ``display``
+    shows on the detail page: the same Babel locale formats (¥ / CN¥, 2026年11月27日)."""
+    from datetime import UTC, date, datetime
+
+    from engine.model import Option
+
+    options = (
+        Option("lead", Text(zh="线索", en="Lead")),
+        Option("won", Text(zh="赢单", en="")),
+    )
+    cases: list[tuple[Field, list[Any]]] = [
+        (make("money"), [Decimal("1234.5"), Decimal("-0.01"), Decimal("-0.00"), Decimal(0)]),
+        (make("money", currency="USD", precision=0), [Decimal("1234567"), Decimal("-3")]),
+        (make("money", currency="XYZ"), [Decimal("12.30")]),
+        (make("money", currency="CHF", precision=3), [Decimal("-1234.5"), Decimal("0.001")]),
+        (make("money", currency="JPY"), [Decimal("1000000")]),
+        (make("percent"), [Decimal("60"), Decimal("12.50"), Decimal("-0.0")]),
+        (make("percent", precision=1), [Decimal("60"), Decimal("1234.25")]),
+        (make("decimal"), [Decimal("1234.50"), Decimal("-0.00"), Decimal("0.00000001")]),
+        (make("decimal", precision=3), [Decimal("1234.5"), Decimal("-7")]),
+        (make("formula", formula="1", result="money"), [Decimal("99.99")]),
+        (make("formula", formula="1", result="percent"), [Decimal("12.5")]),
+        (make("choice", options=options), ["lead", "won", "gone", 3]),
+        (make("date"), [date(2026, 11, 27), date(1999, 1, 5)]),
+        (make("datetime"), [datetime(2026, 11, 27, 8, 30, tzinfo=UTC)]),
+        (make("integer"), [1234567, -3, 0, Decimal("12")]),
+    ]
+    for field, values in cases:
+        kind = kind_of(field)
+        fmt = kind.formatter(field, lang)
+        for value in [None, *values]:
+            assert fmt(value) == kind.display(field, value, lang), (field.kind, value)

@@ -149,6 +149,19 @@ def test_single_roles(world: World) -> None:
     assert fin.may_create
 
 
+def test_merged_access_is_reused_per_roles_and_entity(world: World) -> None:
+    perms = world.perms
+    r1, solo, r2 = actor(world, "r1"), actor(world, "solo"), actor(world, "r2")
+    first = perms.access(r1, "deal")
+    # Same roles (another person, or the entity given as an object): the same answer.
+    assert perms.access(solo, perms.blueprint.entity("deal")) is first
+    assert perms.access(Actor("x", frozenset({"rep"})), "deal") is first
+    # Other roles, another entity or the engine itself: worked out separately.
+    assert perms.access(r2, "deal") != first
+    assert perms.access(Actor(None, frozenset({"rep"})), "deal").unrestricted
+    assert not perms.access(Actor("x", frozenset({"rep"})), "deal").unrestricted
+
+
 def test_merged_roles_take_the_widest(world: World) -> None:
     entity = world.perms.blueprint.entity("deal")
     both = world.perms.access(actor(world, "r2"), "deal")  # rep + finance

@@ -923,6 +923,23 @@ def test_count_cap_only_applies_to_the_count_query(small: Db) -> None:
     assert page.has_more is False and page.count == 10
 
 
+def test_fields_reads_only_the_named_columns_id_and_sort_keys(small: Db) -> None:
+    everything = small.run(Query(sort=("-金额",), limit=3))
+    page = small.run(Query(sort=("-金额",), limit=3, fields=("name", "stage", "owner")))
+    assert [set(r) for r in page.rows] == [{"id", "name", "stage", "owner", "金额"}] * 3
+    assert [r["id"] for r in page.rows] == [r["id"] for r in everything.rows]
+    for row, full in zip(page.rows, everything.rows, strict=True):
+        assert row == {k: full[k] for k in row}
+    # Keyset paging over a column the rows did not ask for still works.
+    assert page.next_cursor == everything.next_cursor
+    after = small.run(Query(sort=("-金额",), limit=3, after=page.next_cursor, fields=("name",)))
+    assert after.rows[0]["id"] == small.run(Query(sort=("-金额",), limit=4)).rows[3]["id"]
+    # A hidden field stays hidden when named; an unknown name is simply absent.
+    hidden = small.run(Query(sort=("id",), limit=1, fields=("notes", "nope")), hidden={"notes"})
+    assert set(hidden.rows[0]) == {"id"}
+    assert page.count == everything.count
+
+
 def test_hidden_fields_are_invisible(small: Db) -> None:
     hidden = {"notes", "金额"}
     page = small.run(Query(sort=("id",), limit=1), hidden=hidden)

@@ -308,6 +308,82 @@ def test_history_records_who_what_and_path(service: RecordService) -> None:
     assert history[1].changes == {"revenue": ["5.00", "6.00"]}
 
 
+def test_reads_in_a_reading_block_share_one_connection(service: RecordService) -> None:
+    cid = customer(service, "Shared", revenue="5")
+    did = service.create("deal", {"customer": cid, "win_reason": "-"}, actor=REP).id
+    checkouts: list[object] = []
+
+    def counted(*args: object) -> None:
+        checkouts.append(args)
+
+    sa.event.listen(service.engine, "checkout", counted)
+    try:
+        with service.reading():
+            record = service.get("deal", did)
+            titles = service.title_values("customer", [cid])
+            history = service.history("deal", did, loaded=record)
+            with service.reading():  # nested: still the same connection
+                page = service.list_records("deal")
+        assert len(checkouts) == 1
+        assert titles == {cid: "Shared"}
+        assert [h.action for h in history] == ["create"]
+        assert [r["id"] for r in page.rows] == [did]
+
+        # Outside a block every read takes its own connection, as before.
+        service.get("deal", did)
+        service.history("deal", did)
+        assert len(checkouts) == 3
+    finally:
+        sa.event.remove(service.engine, "checkout", counted)
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_capped_count_is_reused_briefly_and_an_exact_one_never(
+    service: RecordService,
+) -> None:
+    from engine.records import BIG_COUNT_SECONDS
+    from engine.storage.query import Filter, Query
+
+    ticks = Ticks()
+    svc = RecordService(service.blueprint, service.schema, service.engine, monotonic=ticks)
+    other = service  # another process writing to the same database
+    for i in range(6):
+        customer(other, f"C{i}", level="B")
+
+    def count(q: Query) -> tuple[int | None, bool]:
+        page = svc.list_records("customer", q, count_cap=3)
+        return page.count, page.count_capped
+
+    first = Query(limit=2)
+    assert count(first) == (3, True)  # "3+"
+    ids = [r["id"] for r in other.list_records("customer").rows]
+    for rid in ids[:3]:  # down to 3 records, by another process
+        other.delete("customer", rid)
+    # Within the bound the capped count may be reused; the rows are always fresh.
+    assert count(first) == (3, True)
+    assert [r["id"] for r in svc.list_records("customer", Query(limit=50)).rows] == ids[3:]
+    ticks.now += BIG_COUNT_SECONDS
+    assert count(first) == (3, False)  # exact again
+
+    # An exact count (not above the cap) is never reused; nor is another filter's.
+    customer(other, "C6", level="A", revenue="2000000")
+    assert count(first) == (3, True)
+    assert count(Query(filters=(Filter("level", "eq", "B"),), limit=2)) == (3, False)
+    assert count(Query(filters=(Filter("level", "eq", "A"),), limit=2)) == (1, False)
+
+    # A write through this service forgets every reused count at once.
+    rows = svc.list_records("customer", Query(limit=50)).rows
+    svc.delete("customer", rows[0]["id"])
+    assert count(first) == (3, False)
+
+
 def test_audit_log_refuses_update_and_delete_in_the_database(service: RecordService) -> None:
     customer(service)
     audit = service.schema.audit

@@ -444,3 +444,66 @@ def test_a_duplicate_added_meanwhile_is_still_refused(
         users.add("li", roles=["rep"])
     assert info.value.as_dict("en") == {"name": ["user 'li' already exists"]}
     assert len(users.list()) == 1
+
+
+class Ticks:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_recent_users_are_reused_within_the_bound_and_dropped_on_change(
+    users: UserService,
+) -> None:
+    ticks = Ticks()
+    web = UserService(users.blueprint, users.schema, users.engine, cache_seconds=5, monotonic=ticks)
+    users.add("boss", roles=["admin"])
+    users.add("li", roles=["rep"])
+    first = web.recent("li")
+    assert first is not None and first.active and first.roles == ("rep",)
+
+    # Another process (here: the other service object) deactivates li and changes roles:
+    # this process may keep its copy for at most cache_seconds.
+    users.set_roles("li", ["manager"])
+    users.deactivate("li")
+    ticks.now += 4.9
+    assert web.recent("li") == first
+    ticks.now += 0.1
+    fresh = web.recent("li")
+    assert fresh is not None and not fresh.active and fresh.roles == ("manager",)
+
+    # A change through the same service counts at once, whatever the clock says.
+    assert web.activate("li").active
+    assert web.recent("li") == web.find("li")
+    web.set_roles("li", ["finance"])
+    again = web.recent("li")
+    assert again is not None and again.roles == ("finance",)
+    web.deactivate("li")
+    gone = web.recent("li")
+    assert gone is not None and not gone.active
+
+    # Unknown names are remembered too, and a user added here is found at once.
+    assert web.recent("newcomer") is None
+    web.add("newcomer", roles=["rep"])
+    assert web.recent("newcomer") is not None
+
+    # A user deleted by hand disappears within the bound.
+    with users.engine.begin() as conn:
+        conn.execute(sa.delete(users.schema.users).where(users.schema.users.c.name == "newcomer"))
+    ticks.now += 5
+    assert web.recent("newcomer") is None
+
+
+def test_no_user_cache_reads_every_time(users: UserService) -> None:
+    ticks = Ticks()
+    web = UserService(users.blueprint, users.schema, users.engine, cache_seconds=0, monotonic=ticks)
+    users.add("boss", roles=["admin"])
+    users.add("li", roles=["rep"])
+    assert web.recent("li") is not None
+    users.deactivate("li")
+    latest = web.recent("li")
+    assert latest is not None and not latest.active

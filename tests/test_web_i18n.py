@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -19,7 +20,13 @@ from flask import Flask
 from test_web_support import CRM, make_app, records, sign_in, text
 
 from engine.locales import babel_locale, format_money
-from engine.web.i18n import CATALOG_LOCALES, TRANSLATIONS_DIR, current_lang, ngettext
+from engine.web.i18n import (
+    CATALOG_LOCALES,
+    TRANSLATIONS_DIR,
+    current_lang,
+    ngettext,
+    template_gettext,
+)
 from engine.web.services import services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,3 +222,65 @@ def test_placeholders_in_templates_are_escaped(app: Flask) -> None:
     for lang, words in (("zh", "确定删除「"), ("en", "Delete “")):
         page = text(client.get(f"/e/customer/{cid}/delete?lang={lang}"))
         assert words + "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page
+
+
+# -- templates' gettext and list cells ----------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_templates_gettext_is_bound_once_and_renders_as_jinjas(app: Flask, lang: str) -> None:
+    """The page's ``_`` & co. (bound to the request's catalog once) render exactly what
+    Jinja's i18n extension with flask-babel's callables renders, escaping included."""
+    source = (
+        "{{ _('Sign in') }}|{{ gettext('Delete %(entity)s', entity='<b>&') }}|"
+        "{{ pgettext('confirm deletion', 'Delete') }}|"
+        "{{ ngettext('%(num)s record', '%(num)s records', 2, num='1,234') }}|"
+        "{{ npgettext('list', '%(num)s+ record', '%(num)s+ records', 1) }}|"
+        "{{ _('100%%') }}|"
+        "{% autoescape false %}{{ _('via %(via)s', via='<i>') }}{% endautoescape %}"
+    )
+    with app.test_request_context(f"/?lang={lang}"):
+        template = app.jinja_env.from_string(source)
+        theirs = template.render()  # the environment's globals: flask-babel through Jinja
+        bound = template_gettext()
+        ours = template.render(**bound)
+        assert ours == theirs
+        assert "&lt;b&gt;&amp;" in ours and "<i>" in ours and "100%|" in ours
+        assert ("登录" if lang == "zh" else "Sign in") in ours
+        # Built once per catalog: every page of this language gets the same functions.
+        assert template_gettext() is bound
+    with app.test_request_context(f"/e/customer?lang={lang}"):
+        assert template_gettext() is bound
+        assert app.jinja_env.from_string(source).render(**bound) == ours  # cached plain text
+
+
+def test_list_cells_match_the_detail_page_in_both_languages(app: Flask) -> None:
+    """A list column's formatter shows what the detail page shows (Babel's formats)."""
+    svc = records(app)
+    cid = svc.create("customer", {"name": "甲公司", "level": "B", "phone": "021-5555 1234"}).id
+    oid = svc.create(
+        "opportunity",
+        {
+            "name": "设备采购",
+            "customer": cid,
+            "stage": "proposal",
+            "amount": "1234.5",
+            "close_date": "2099-11-27",
+        },
+    ).id
+    client = app.test_client()
+    sign_in(client)
+    expected = {
+        "zh": ["¥1,234.50", "60%", "2099年11月27日", "方案制定"],
+        "en": ["CN¥1,234.50", "60%", "Nov 27, 2099", "Proposal"],
+    }
+    for lang, shown in expected.items():
+        listed = text(client.get(f"/e/opportunity?lang={lang}"))
+        row = re.search(r'<tr class="ff-row">(.*?)</tr>', listed, re.S)
+        assert row, listed
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)
+        detail = text(client.get(f"/e/opportunity/{oid}?lang={lang}"))
+        values = re.findall(r"<dd[^>]*>(.*?)</dd>", detail, re.S)
+        for value in shown:
+            assert value in cells, (lang, value, cells)
+            assert value in values, (lang, value, values)

@@ -110,3 +110,24 @@ def test_filter_controls_use_bilingual_option_labels(app: Flask) -> None:
     assert "赢单" in text(client.get("/e/deal?lang=zh"))
     page = text(client.get("/e/deal?lang=en"))
     assert ">Won<" in page and 'name="closes__gte"' in page and 'name="amount__lte"' in page
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {},
+        {"sort": "-amount"},
+        {"q": "a b&c=d/é", "stage": ["open", "won"], "after": "eyJ4IjoxfQ==", "empty": ""},
+        {"back": ["", "abc", "中文"], "skip": None, "sort": ("name", "-id")},
+        {"x": "!$'()*,/:;?@~#[]%+"},
+    ],
+)
+def test_with_query_builds_what_url_for_builds(app: Flask, args: dict[str, object]) -> None:
+    from flask import url_for
+
+    from engine.web.views.common import with_query
+
+    with app.test_request_context("/e/deal", base_url="http://h/prefix"):
+        base = url_for("lists.index", entity="deal")
+        assert base == "/prefix/e/deal"
+        assert with_query(base, args) == url_for("lists.index", entity="deal", **args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from engine.errors import Problem
@@ -186,6 +187,18 @@ class ChoiceKind(FieldKind):
 
     def show(self, field: Field, value: Any, lang: str) -> str:
         return label_of(field, str(value), lang)
+
+    def formatter(self, field: Field, lang: str) -> Callable[[Any], str]:
+        lang = normalise_lang(lang)
+        labels = {o.value: o.label.get(lang) or o.value for o in field.options}
+
+        def fmt(value: Any) -> str:
+            if value is None:
+                return ""
+            text = str(value)
+            return labels.get(text, text)
+
+        return fmt
 
 
 class MultiChoiceKind(FieldKind):

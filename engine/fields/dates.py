@@ -18,7 +18,7 @@ the business zone: ``2026年11月27日 16:30`` (zh), ``Nov 27, 2026, 4:30 PM`` (
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
@@ -199,6 +199,12 @@ class DateKind(FieldKind):
     def to_json(self, field: Field, value: Any) -> Any:
         return None if value is None else value.isoformat()
 
+    def reader(self, field: Field) -> Callable[[Any], Any] | None:
+        def read(value: Any) -> Any:
+            return value if type(value) is date else self.from_storage(field, value)
+
+        return read
+
     def from_storage(self, field: Field, value: Any) -> Any:
         if value is None:
             return None
@@ -212,6 +218,12 @@ class DateKind(FieldKind):
 
     def show(self, field: Field, value: Any, lang: str) -> str:
         return format_date(value, lang)
+
+    def formatter(self, field: Field, lang: str) -> Callable[[Any], str]:
+        def fmt(value: Any) -> str:
+            return "" if value is None else format_date(value, lang)
+
+        return fmt
 
 
 class DateTimeKind(FieldKind):

@@ -11,6 +11,7 @@ Users cannot enter it: the record service ignores input for it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import Problem
@@ -100,6 +101,12 @@ class FormulaKind(FieldKind):
 
     def from_storage(self, field: Field, value: Any) -> Any:
         return self.result_kind(field).from_storage(field, value)
+
+    def reader(self, field: Field) -> Callable[[Any], Any] | None:
+        return self.result_kind(field).reader(field)
+
+    def formatter(self, field: Field, lang: str) -> Callable[[Any], str]:
+        return self.result_kind(field).formatter(field, lang)
 
     def show(self, field: Field, value: Any, lang: str) -> str:
         return self.result_kind(field).display(field, value, lang)

@@ -25,7 +25,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path as FilePath
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -36,8 +35,9 @@ from engine.fields import canonical_name
 from engine.i18n import T, Text
 from engine.loading.describe import describe, did_you_mean, listing, name_of
 from engine.loading.positions import Doc, Path
+from engine.resources import SCHEMAS_DIR
 
-SCHEMA_PATH = FilePath(__file__).resolve().parents[2] / "schemas" / "blueprint.schema.json"
+SCHEMA_PATH = SCHEMAS_DIR / "blueprint.schema.json"
 
 Root = Mapping[str, Any]
 _Handler = Callable[[ValidationError, Doc, Path, Root], list[Problem]]

@@ -6,7 +6,8 @@ blueprint) and builds the services. It does not create or migrate tables:
 ``formflow serve`` checks the schema first (``formflow migrate`` updates it).
 
 Templates come from ``templates/`` inside the blueprint folder first (to
-override any page), then the engine's top-level ``templates/``. Autoescaping is
+override any page), then the engine's own (the repository's top-level
+``templates/``, or its packaged copy: see :mod:`engine.resources`). Autoescaping is
 always on and no blueprint text or record value is ever compiled as a template.
 
 Configuration (``config`` keys, or environment variables where noted):
@@ -22,6 +23,12 @@ Configuration (``config`` keys, or environment variables where noted):
   beside the SQLite file, or in the blueprint folder for other databases).
 * ``FORMFLOW_UPLOAD_MAX_MB``: the size limit of a file field without
   ``max_size_mb`` (default 10).
+* ``FORMFLOW_USER_CACHE_SECONDS`` (config key or environment variable) (default 5): how
+  long a worker may reuse the signed-in user it read for the session check on
+  every request. A user deactivated or given other roles by another process
+  (a script, the CLI, another worker) is refused or sees the new roles on
+  every request at most this many seconds later; a change made through the same
+  process counts at once. 0 reads the user on every request.
 
 Request bodies are limited to 4 MB (``MAX_CONTENT_LENGTH``), except a form of
 an entity with file fields (its file limits added) and ``POST /api/v1/uploads``
@@ -49,17 +56,16 @@ from engine.i18n import normalise_lang
 from engine.loader import load
 from engine.permissions import Permissions
 from engine.records import RecordService
+from engine.resources import STATIC_DIR, TEMPLATES_DIR
 from engine.storage.database import create_engine, default_url
 from engine.storage.schema import build_schema
 from engine.uploads import DEFAULT_MAX_MB, UploadService, upload_folder
-from engine.users import UserService
+from engine.users import USER_CACHE_SECONDS, UserService
 from engine.web.i18n import N_, _, current_lang
 from engine.web.services import EXTENSION_KEY, Services
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-TEMPLATES_DIR = PACKAGE_DIR.parent.parent / "templates"
-STATIC_DIR = PACKAGE_DIR / "static"
 SECRET_ENV = "FORMFLOW_SECRET_KEY"
+USER_CACHE_ENV = "FORMFLOW_USER_CACHE_SECONDS"
 SECRET_FILE_NAME = ".formflow-secret"
 
 CSP = (
@@ -148,7 +154,13 @@ def create_app(
 
     engine = create_engine(url)
     schema = build_schema(blueprint)
-    users = UserService(blueprint, schema, engine)
+    cache_seconds = app.config.get(USER_CACHE_ENV, os.environ.get(USER_CACHE_ENV))
+    users = UserService(
+        blueprint,
+        schema,
+        engine,
+        cache_seconds=USER_CACHE_SECONDS if cache_seconds in (None, "") else float(cache_seconds),
+    )
     permissions = Permissions(blueprint, users)
     upload_dir = app.config.get("FORMFLOW_UPLOAD_DIR") or upload_folder(path, url)
     app.extensions[EXTENSION_KEY] = Services(

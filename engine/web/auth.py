@@ -37,6 +37,7 @@ class SignedIn(UserMixin):  # type: ignore[misc]
 
     def __init__(self, user: User) -> None:
         self.user = user
+        self._actor = user.actor
 
     def get_id(self) -> str:
         return self.user.name
@@ -59,7 +60,7 @@ class SignedIn(UserMixin):  # type: ignore[misc]
 
     @property
     def actor(self) -> Actor:
-        return self.user.actor
+        return self._actor
 
 
 def current_actor() -> Actor:
@@ -82,7 +83,9 @@ def safe_next(target: str | None) -> str | None:
 
 @login_manager.user_loader  # type: ignore[untyped-decorator]
 def _load_user(name: str) -> SignedIn | None:
-    user = services().users.find(name)
+    # Every request checks that the session's user still exists and is active, with
+    # a user read at most FORMFLOW_USER_CACHE_SECONDS ago (see UserService.recent).
+    user = services().users.recent(name)
     if user is None or not user.active:
         return None
     return SignedIn(user)

@@ -8,7 +8,10 @@ English pages therefore need no catalog; the Chinese one is
 ``messages.mo`` beside it, which is committed so an install has no build step.
 ``docs/architecture.md`` ("Translating the UI") has the commands that
 re-extract, update and compile it; tests check that every message has a
-translation and that the ``.mo`` matches the ``.po``.
+translation and that the ``.mo`` matches the ``.po``. Templates get these
+functions bound to the request's catalog once per page (:func:`template_gettext`,
+through :mod:`engine.web.context`) rather than flask-babel's own, which look the
+catalog up again on every call.
 
 Blueprint text (labels, help, options, messages) is not in the catalog: it is
 :class:`engine.i18n.Text`, picked with ``Text.get(current_lang())``.
@@ -22,17 +25,22 @@ blueprint's ``default_locale``. Values are formatted per locale by
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import flask_babel
 from babel import Locale
+from babel.support import NullTranslations
 from flask import Flask, current_app, request, session
 from flask_login import current_user
+from jinja2 import pass_eval_context
+from jinja2.nodes import EvalContext
+from markupsafe import Markup
 
 from engine.i18n import DEFAULT_LANGUAGE, LANGUAGES, normalise_lang
+from engine.resources import TRANSLATIONS_DIR
 
-TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 #: The gettext domain (``messages.po`` / ``messages.mo``).
 DOMAIN = "messages"
 #: The locale flask-babel is handed for each language: the catalog's name. gettext
@@ -70,6 +78,94 @@ def npgettext(context: str, singular: str, plural: str, count: int, /, **params:
 def N_(message: str) -> str:  # noqa: N802 - the gettext convention
     """Mark ``message`` for extraction only; translate it later with :func:`_`."""
     return message
+
+
+#: Templates' gettext functions by catalog (see :func:`template_gettext`): one entry per
+#: language in practice; started over past :data:`BOUND_CATALOGS`.
+_BOUND: dict[object, Mapping[str, Callable[..., str]]] = {}
+BOUND_CATALOGS = 16
+#: Most messages without placeholders a catalog's templates keep ready as markup.
+PLAIN_MESSAGES = 4096
+
+
+def template_gettext() -> Mapping[str, Callable[..., str]]:
+    """The templates' ``_``, ``gettext``, ``ngettext``, ``pgettext`` and ``npgettext``,
+    bound to the catalog of this request's language (given to every template).
+
+    flask-babel's own (installed through Jinja's i18n extension) look the catalog up
+    again on every call: the domain, the locale, the catalog cache, each through
+    ``g``; a page calls them dozens of times. These are bound to the catalog
+    flask-babel chose for the request (its locale selected once per request),
+    found once per page; they are built once per catalog. They behave exactly
+    like Jinja's "newstyle" gettext: the translation is markup under
+    autoescaping, and its placeholders are always filled with ``%`` (so a
+    literal ``%`` is ``%%``), their values escaped.
+    """
+    catalog = flask_babel.get_translations()
+    bound = _BOUND.get(catalog)
+    if bound is None:
+        if len(_BOUND) >= BOUND_CATALOGS:
+            _BOUND.clear()
+        bound = _BOUND[catalog] = _bind(catalog)
+    return bound
+
+
+def _bind(catalog: NullTranslations) -> Mapping[str, Callable[..., str]]:
+    # What flask-babel's own template callables call on the catalog.
+    find, find_n = catalog.ugettext, catalog.ungettext
+    find_p, find_np = catalog.upgettext, catalog.unpgettext
+    plain: dict[str, Markup] = {}  # message -> its translation as markup (no placeholders)
+
+    @pass_eval_context
+    def gettext(ctx: EvalContext, message: str, /, **variables: Any) -> str:
+        if not variables and ctx.autoescape:
+            found = plain.get(message)
+            if found is None:
+                if len(plain) >= PLAIN_MESSAGES:
+                    plain.clear()
+                found = plain[message] = Markup(find(message)) % variables
+            return found
+        text = find(message)
+        return (Markup(text) if ctx.autoescape else text) % variables
+
+    @pass_eval_context
+    def ngettext_(
+        ctx: EvalContext, singular: str, plural: str, num: int, /, **variables: Any
+    ) -> str:
+        variables.setdefault("num", num)
+        text = find_n(singular, plural, num)
+        return (Markup(text) if ctx.autoescape else text) % variables
+
+    @pass_eval_context
+    def pgettext(ctx: EvalContext, context: str, message: str, /, **variables: Any) -> str:
+        variables.setdefault("context", context)
+        text = find_p(context, message)
+        return (Markup(text) if ctx.autoescape else text) % variables
+
+    @pass_eval_context
+    def npgettext_(
+        ctx: EvalContext,
+        context: str,
+        singular: str,
+        plural: str,
+        num: int,
+        /,
+        **variables: Any,
+    ) -> str:
+        variables.setdefault("context", context)
+        variables.setdefault("num", num)
+        text = find_np(context, singular, plural, num)
+        return (Markup(text) if ctx.autoescape else text) % variables
+
+    return MappingProxyType(
+        {
+            "_": gettext,
+            "gettext": gettext,
+            "ngettext": ngettext_,
+            "pgettext": pgettext,
+            "npgettext": npgettext_,
+        }
+    )
 
 
 def _user_locale() -> str | None:

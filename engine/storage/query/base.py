@@ -134,6 +134,9 @@ class Query:
     limit: int = 50
     offset: int = 0
     after: str | None = None  # keyset cursor from Page.next_cursor; used instead of offset
+    # The fields (and system columns) the rows need; None: all. ``id`` and the sort
+    # keys are always read. A page that shows six columns reads six, not every one.
+    fields: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if (

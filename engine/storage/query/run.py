@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.fields import FieldKind, kind_of
+from engine.fields import kind_of
 from engine.model import Field
 from engine.storage.query.base import DEFAULT_COUNT_CAP, SYSTEM_FIELDS, Page, Query
 from engine.storage.query.paging import (
     _after,
     _decode_cursor,
     _encode_cursor,
+    _Key,
     _order_by,
     _sort_keys,
 )
@@ -26,28 +27,37 @@ from engine.storage.schema import EntityTable
 
 
 def _output_columns(
-    et: EntityTable, hidden: Collection[str] = ()
+    et: EntityTable, hidden: Collection[str] = (), wanted: Collection[str] | None = None
 ) -> list[tuple[str, sa.Column[Any], Field | None]]:
-    """(name, column, field or None for a system column) of every selected column."""
+    """(name, column, field or None for a system column) of every selected column.
+
+    ``wanted``: only these names (None: every system column and visible field).
+    """
     out: list[tuple[str, sa.Column[Any], Field | None]] = [
-        (n, et.table.c[n], None) for n in SYSTEM_FIELDS if n in et.table.c
+        (n, et.table.c[n], None)
+        for n in SYSTEM_FIELDS
+        if n in et.table.c and (wanted is None or n in wanted)
     ]
     out += [
         (name, col, et.entity.fields[name])
         for name, col in et.columns.items()
-        if name not in hidden
+        if name not in hidden and (wanted is None or name in wanted)
     ]
     return out
 
 
-def _reader(fld: Field | None) -> Any:
-    """The kind's ``from_storage`` when it overrides the identity default, else None."""
+def _wanted(query: Query, keys: list[_Key]) -> set[str] | None:
+    """The names a query reads: its ``fields``, ``id`` and the sort keys (None: all)."""
+    if query.fields is None:
+        return None
+    return {"id", *query.fields, *(k.target.name for k in keys)}
+
+
+def _reader(fld: Field | None) -> Callable[[Any], Any] | None:
+    """The kind's reader of the column (``from_storage`` for one field), else None."""
     if fld is None:
         return None
-    read = kind_of(fld).from_storage
-    if getattr(read, "__func__", None) is FieldKind.from_storage:
-        return None
-    return read
+    return kind_of(fld).reader(fld)
 
 
 def _hidden(hidden: Collection[str]) -> frozenset[str]:
@@ -64,13 +74,14 @@ def compile_query(
 ) -> sa.Select[Any]:
     """The SELECT of one page: ``limit + 1`` rows (the extra one tells ``has_more``).
 
-    Selects the system columns, then every non-table field that is not ``hidden``.
+    Selects the system columns, then every non-table field that is not ``hidden``
+    (only ``query.fields``, ``id`` and the sort keys when ``fields`` is given).
     ``hidden`` (the fields this reader may not see) are also left out of the search
     and refused in filters and sorts as if they did not exist.
     """
     hide = _hidden(hidden)
     keys = _sort_keys(et, query.sort, hide)
-    stmt = sa.select(*(col for _, col, _ in _output_columns(et, hide)))
+    stmt = sa.select(*(col for _, col, _ in _output_columns(et, hide, _wanted(query, keys))))
     stmt = stmt.where(where_clause(et, query, scope=scope, hidden=hide))
     if query.after is not None:
         stmt = stmt.where(_after(keys, _decode_cursor(keys, query.after)))
@@ -123,18 +134,21 @@ def run_query(
     hidden: Collection[str] = (),
     count_cap: int = DEFAULT_COUNT_CAP,
     with_count: bool = True,
+    known_count: tuple[int, bool, bool] | None = None,
 ) -> Page:
     """Run ``query``; rows come back as canonical values keyed by field name.
 
     ``scope`` is the permission layer's extra WHERE; ``hidden`` the fields the
     reader may not see (see :func:`compile_query`). ``with_count=False`` skips
-    counting (``Page.count`` is then None).
+    counting (``Page.count`` is then None). ``known_count`` (count, capped,
+    estimated), when given, is used instead of running the count query; a page
+    that reaches the end is still counted exactly, for free.
     """
     if count_cap < 1:
         raise ValueError(f"count_cap must be at least 1, not {count_cap}")
     hide = _hidden(hidden)
     keys = _sort_keys(et, query.sort, hide)
-    outputs = _output_columns(et, hide)
+    outputs = _output_columns(et, hide, _wanted(query, keys))
     result = conn.execute(compile_query(et, query, scope=scope, hidden=hide)).all()
     has_more = len(result) > query.limit
     result = result[: query.limit]
@@ -142,17 +156,13 @@ def run_query(
     # does more than the column type already did.
     readers = [(i, name, _reader(fld)) for i, (name, _col, fld) in enumerate(outputs)]
     plain = [(i, name) for i, name, read in readers if read is None]
-    converted = [
-        (i, name, fld, read)
-        for (i, name, read), (_, _, fld) in zip(readers, outputs, strict=True)
-        if read is not None
-    ]
+    converted = [(i, name, read) for i, name, read in readers if read is not None]
     rows: list[dict[str, Any]] = []
     for row in result:
         item = {name: row[i] for i, name in plain}
-        for i, name, fld, read in converted:
+        for i, name, read in converted:
             value = row[i]
-            item[name] = None if value is None else read(fld, value)
+            item[name] = None if value is None else read(value)
         rows.append(item)
     next_cursor = None
     if has_more and result:
@@ -164,6 +174,8 @@ def run_query(
     if with_count:
         if query.after is None and not has_more and (rows or query.offset == 0):
             count = query.offset + len(rows)  # this page reaches the end: exact, no query
+        elif known_count is not None:
+            count, capped, estimated = known_count
         else:
             counted = conn.execute(count_query(et, query, scope=scope, hidden=hide, cap=count_cap))
             count = int(counted.scalar_one())

@@ -8,11 +8,12 @@ by carrying the cursors of the earlier pages in ``back`` (at most
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, render_template, request, url_for
+from markupsafe import Markup, escape
 
 from engine.fields import kind_of
 from engine.model import Entity, Field
@@ -20,16 +21,17 @@ from engine.storage.query import Page, QueryError, parse_query_args
 from engine.web import access
 from engine.web.auth import current_actor
 from engine.web.formatting import (
+    RefTitles,
+    column_formatter,
     column_label,
     display,
-    display_column,
     record_title,
     ref_titles,
     show_count,
 )
 from engine.web.i18n import _, current_lang, npgettext
 from engine.web.services import services
-from engine.web.views.common import entity_or_404, link, list_columns
+from engine.web.views.common import entity_or_404, list_columns, with_query
 from engine.web.widgets import RefCache
 
 bp = Blueprint("lists", __name__)
@@ -51,6 +53,17 @@ class FilterView:
     high_param: str = ""
     low: str = ""
     high: str = ""
+
+
+@dataclass(slots=True)
+class RowView:
+    """One table row. Attributes, not dict keys: a template's ``row.html`` on a dict
+    first fails as an attribute (an exception per row) before Jinja tries the key."""
+
+    url: str
+    title: str
+    cells: list[tuple[str, bool]]  # (text, numeric) per column
+    html: Markup  # the cells drawn and escaped (see _rows)
 
 
 @dataclass
@@ -115,7 +128,7 @@ def _filter_view(f: Field, lang: str, refs: RefCache) -> FilterView:
 
 
 def _columns(
-    entity: Entity, names: list[str], sort: tuple[str, ...], lang: str
+    entity: Entity, names: list[str], sort: tuple[str, ...], lang: str, base: str
 ) -> list[ColumnView]:
     current = sort[0] if sort else ""
     out = []
@@ -126,12 +139,55 @@ def _columns(
         url = None
         if sortable:
             wanted = f"-{name}" if state == "asc" else name
-            url = link(
-                "lists.index",
-                {"entity": entity.name, **_args_without("after", "back", sort=wanted)},
-            )
+            url = with_query(base, _args_without("after", "back", sort=wanted))
         numeric = f is not None and kind_of(f).widget in ("number", "money", "percent")
         out.append(ColumnView(name, column_label(entity, name, lang), url, state, numeric))
+    return out
+
+
+_TD = ("<td>", '<td class="ff-num">')
+
+
+def _html(text: str) -> str:
+    """``text`` escaped exactly as markupsafe (the templates' autoescape) escapes it."""
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        return str(escape(text))
+    return text
+
+
+def _rows(
+    entity: Entity,
+    names: list[str],
+    numeric: list[bool],
+    found: list[dict[str, Any]],
+    lang: str,
+    titles: RefTitles,
+) -> list[RowView]:
+    """The table rows: ``url``, ``title``, ``cells`` ((text, numeric) pairs) and ``html``.
+
+    ``html`` is the row's cells, drawn here rather than by a template loop per cell
+    (the list's hottest markup). Every text is escaped by markupsafe exactly as
+    the template's autoescaping would; the template still draws ``<tr>``.
+    """
+    formatters = [column_formatter(entity, n, lang, titles) for n in names]
+    tds = [_TD[1] if num else _TD[0] for num in numeric]
+    title_first = bool(names) and names[0] == entity.title_field
+    # One url_for for the page, not one per row: ids are integers, safe in a path.
+    detail = url_for("records.detail", entity=entity.name, record_id=0)
+    head = detail[: detail.rindex("/0")]
+    out = []
+    for r in found:
+        texts = [fmt(r) for fmt in formatters]
+        # record_title shows the title field when it is not blank, else "Label #id".
+        title = texts[0] if title_first and texts[0] else record_title(entity, r, r["id"], lang)
+        url = f"{head}/{int(r['id'])}"
+        html = [f"{td}{_html(text)}</td>" for td, text in zip(tds[1:], texts[1:], strict=True)]
+        if texts:
+            first = _html(texts[0] or title)
+            html.insert(0, f'{tds[0]}<a class="ff-row-link" href="{_html(url)}">{first}</a></td>')
+        out.append(
+            RowView(url, title, list(zip(texts, numeric, strict=True)), Markup("".join(html)))
+        )
     return out
 
 
@@ -165,6 +221,12 @@ def _count_text(page: Page, lang: str) -> str:
 @bp.route("/e/<entity>")
 def index(entity: str) -> tuple[str, int] | str:
     ent = entity_or_404(entity)
+    # The page, the titles it refers to and the filters' choices: one snapshot.
+    with services().records.reading():
+        return _index(ent)
+
+
+def _index(ent: Entity) -> tuple[str, int] | str:
     svc = services()
     actor = current_actor()
     lang = current_lang()
@@ -182,51 +244,32 @@ def index(entity: str) -> tuple[str, int] | str:
     try:
         query = parse_query_args(ent, request.args, ignore=PAGE_PARAMS, hidden=hidden)
         sort = query.sort or ent.list.sort
-        page = svc.records.list_records(ent.name, query, actor=actor)
+        # Read only what the page shows: its columns and the title (row links).
+        shown = (*names, *([ent.title_field] if ent.title_field else []))
+        page = svc.records.list_records(ent.name, replace(query, fields=shown), actor=actor)
     except QueryError as exc:
         error = exc.message(lang)
-    columns = _columns(ent, names, sort, lang)
-    numeric = [c.numeric for c in columns]
-    rows = []
+    base = url_for("lists.index", entity=ent.name)  # this list, no arguments
+    columns = _columns(ent, names, sort, lang, base)
+    rows: list[RowView] = []
     if page is not None:
         titles = ref_titles(ent, page.rows, actor, lang, names)
-        # One url_for for the page, not one per row: ids are integers, safe in a path.
-        detail = url_for("records.detail", entity=ent.name, record_id=0)
-        head = detail[: detail.rindex("/0")]
-        for r in page.rows:
-            rows.append(
-                {
-                    "url": f"{head}/{int(r['id'])}",
-                    "title": record_title(ent, r, r["id"], lang),
-                    # (text, numeric) per cell: the template does no per-cell look-ups
-                    "cells": [
-                        (display_column(ent, n, r, lang, titles), num)
-                        for n, num in zip(names, numeric, strict=True)
-                    ],
-                }
-            )
+        rows = _rows(ent, names, [c.numeric for c in columns], page.rows, lang, titles)
     back = request.args.getlist("back")
     after = request.args.get("after")
     next_url = prev_url = first_url = None
     if page is not None and page.has_more and page.next_cursor:
         trail = ([*back, after or ""])[-MAX_BACK:]
-        next_url = link(
-            "lists.index",
-            {
-                "entity": ent.name,
-                **_args_without("after", "back", after=page.next_cursor, back=trail),
-            },
+        next_url = with_query(
+            base, _args_without("after", "back", after=page.next_cursor, back=trail)
         )
     if after:
         previous = back[-1] if back else ""
-        prev_url = link(
-            "lists.index",
-            {
-                "entity": ent.name,
-                **_args_without("after", "back", after=previous or None, back=back[:-1] or None),
-            },
+        prev_url = with_query(
+            base,
+            _args_without("after", "back", after=previous or None, back=back[:-1] or None),
         )
-        first_url = link("lists.index", {"entity": ent.name, **_args_without("after", "back")})
+        first_url = with_query(base, _args_without("after", "back"))
     status = 400 if error else 200
     html = render_template(
         "list.html",
@@ -243,7 +286,7 @@ def index(entity: str) -> tuple[str, int] | str:
         next_url=next_url,
         prev_url=prev_url,
         first_url=first_url,
-        clear_url=url_for("lists.index", entity=ent.name),
+        clear_url=base,
         new_url=url_for("records.new", entity=ent.name) if access.can_create(actor, ent) else None,
     )
     return html, status

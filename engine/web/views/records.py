@@ -9,6 +9,7 @@ changed the record and when, with a link to reload it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -52,6 +53,53 @@ bp = Blueprint("records", __name__)
 RELATED_LIMIT = 10
 #: How the history names each audited action.
 HISTORY_ACTIONS = {"create": N_("created"), "update": N_("changed"), "delete": N_("deleted")}
+
+
+# What the detail page draws: attributes rather than dict keys, so that Jinja's
+# ``item.label`` finds them at once (on a dict it first fails as an attribute).
+
+
+@dataclass(slots=True)
+class DetailItem:
+    label: str
+    table: bool = False
+    value: str = ""  # a plain field, as text
+    link: str | None = None  # a reference's record
+    multiline: bool = False
+    columns: list[str] = field(default_factory=list)  # a child table
+    numeric: list[bool] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class DetailSection:
+    label: str
+    items: list[DetailItem]
+
+
+@dataclass(slots=True)
+class DetailMeta:
+    owner: str
+    created: str
+    updated: str
+    version: int
+
+
+@dataclass(slots=True)
+class ChangeView:
+    label: str
+    old: str
+    new: str
+    table: bool
+
+
+@dataclass(slots=True)
+class HistoryView:
+    action: str
+    by: str
+    via: str
+    version: int
+    changes: list[ChangeView]
 
 
 def load_record(entity: Entity, record_id: int, actor: Actor) -> Record:
@@ -113,7 +161,7 @@ def _history(
     hidden: frozenset[str],
     lang: str,
     people: Mapping[str, str] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[HistoryView]:
     people = people or {}
     out = []
     for e in reversed(entries):
@@ -125,25 +173,25 @@ def _history(
             who = people if name == "owner" or (f is not None and f.kind == "user") else None
             old, new = [*pair, None, None][:2] if isinstance(pair, list) else (None, pair)
             changes.append(
-                {
-                    "label": column_label(entity, name, lang),
-                    "old": _change_text(f, old, lang, who) if e.action == "update" else "",
-                    "new": _change_text(f, new, lang, who) if e.action != "delete" else "",
-                    "table": f is not None and f.kind == "table",
-                }
+                ChangeView(
+                    label=column_label(entity, name, lang),
+                    old=_change_text(f, old, lang, who) if e.action == "update" else "",
+                    new=_change_text(f, new, lang, who) if e.action != "delete" else "",
+                    table=f is not None and f.kind == "table",
+                )
             )
         out.append(
-            {
-                "action": _(HISTORY_ACTIONS[e.action]) if e.action in HISTORY_ACTIONS else e.action,
-                "by": _(
+            HistoryView(
+                action=_(HISTORY_ACTIONS[e.action]) if e.action in HISTORY_ACTIONS else e.action,
+                by=_(
                     "%(user)s at %(at)s",
                     user=people.get(e.user, e.user) if e.user else _("the system"),
                     at=show_datetime(e.at, lang),
                 ),
-                "via": e.via,
-                "version": e.version,
-                "changes": changes,
-            }
+                via=e.via,
+                version=e.version,
+                changes=changes,
+            )
         )
     return out
 
@@ -192,6 +240,12 @@ def _related(entity: Entity, record: Record, actor: Actor, lang: str) -> list[di
 @bp.route("/e/<entity>/<int:record_id>")
 def detail(entity: str, record_id: int) -> str:
     ent = entity_or_404(entity)
+    # The record, the titles it refers to, its history and related lists: one snapshot.
+    with services().records.reading():
+        return _detail(ent, record_id)
+
+
+def _detail(ent: Entity, record_id: int) -> str:
     actor = current_actor()
     lang = current_lang()
     record = load_record(ent, record_id, actor)
@@ -211,43 +265,40 @@ def detail(entity: str, record_id: int) -> str:
             if f.kind == "table":
                 cols = list(f.fields.values())
                 items.append(
-                    {
-                        "label": f.label.get(lang),
-                        "table": True,
-                        "columns": [c.label.get(lang) for c in cols],
-                        "numeric": [
-                            kind_of(c).widget in ("number", "money", "percent") for c in cols
-                        ],
-                        "rows": [
+                    DetailItem(
+                        label=f.label.get(lang),
+                        table=True,
+                        columns=[c.label.get(lang) for c in cols],
+                        numeric=[kind_of(c).widget in ("number", "money", "percent") for c in cols],
+                        rows=[
                             [
                                 display(c, r.get(c.name), lang, child_titles.get(c.to or ""))
                                 for c in cols
                             ]
                             for r in record.tables.get(name, [])
                         ],
-                    }
+                    )
                 )
             else:
                 items.append(
-                    {
-                        "label": f.label.get(lang),
-                        "table": False,
-                        "value": people.get(row[name], row[name])
+                    DetailItem(
+                        label=f.label.get(lang),
+                        value=people.get(row[name], row[name])
                         if f.kind == "user" and isinstance(row.get(name), str)
                         else display_column(ent, name, row, lang, titles),
-                        "link": url_for("records.detail", entity=f.to, record_id=row[name])
+                        link=url_for("records.detail", entity=f.to, record_id=row[name])
                         if f.kind == "ref" and f.to and isinstance(row.get(name), int)
                         else files.get(name),
-                        "multiline": f.kind == "long_text",
-                    }
+                        multiline=f.kind == "long_text",
+                    )
                 )
-        sections.append({"label": label.get(lang), "items": items})
-    meta = {
-        "owner": people.get(record.owner, record.owner) if record.owner else "",
-        "created": show_datetime(record.created_at, lang),
-        "updated": show_datetime(record.updated_at, lang),
-        "version": record.version,
-    }
+        sections.append(DetailSection(label.get(lang), items))
+    meta = DetailMeta(
+        owner=people.get(record.owner, record.owner) if record.owner else "",
+        created=show_datetime(record.created_at, lang),
+        updated=show_datetime(record.updated_at, lang),
+        version=record.version,
+    )
     return render_template(
         "detail.html",
         entity=ent,
