@@ -187,6 +187,13 @@ class RecordLocked(Conflict):
     )
 
 
+class SettingInvalid(FormflowError):
+    """A runtime setting (``FORMFLOW_SMTP_PORT`` ...) has a value the engine cannot use."""
+
+    http_status = 500
+    default_message = Text(zh="设置无效", en="A setting is invalid")
+
+
 class ImportFailed(FormflowError):
     http_status = 422
     default_message = Text(zh="导入失败", en="Import failed")

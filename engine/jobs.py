@@ -39,6 +39,13 @@ Rules:
   move time forward instead of sleeping.
 * **Handlers on SQLite** hold the database's write lock while they run: keep
   them short (a few statements), as every write of the app waits meanwhile.
+* **External handlers** (:meth:`JobQueue.register_external`) talk to the
+  outside world — an SMTP server, a webhook receiver — and may take seconds.
+  They run *outside* any transaction (so SQLite's write lock is not held while
+  a server answers), after the worker renewed its lease; the completion
+  commits right after the handler returns. A worker killed in between repeats
+  the call on retry: external effects are at least once, so receivers should
+  deduplicate (webhooks carry a delivery id).
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ __all__ = [
     "BACKOFF_CAP",
     "DEFAULT_LEASE",
     "JOB_STATES",
+    "ExternalHandler",
     "Handler",
     "Job",
     "JobQueue",
@@ -102,6 +110,8 @@ class Job:
 
 #: A job handler: does the job's work with ``conn``, the transaction that completes it.
 Handler = Callable[[Job, Connection], None]
+#: An external handler: calls the outside world, outside any transaction (see the module doc).
+ExternalHandler = Callable[[Job], None]
 
 
 def _job(row: Any) -> Job:
@@ -146,6 +156,7 @@ class JobQueue:
         self.table: sa.Table = schema.metadata.tables[JOBS_TABLE]
         self.clock = clock or (lambda: datetime.now(UTC))
         self._handlers: dict[str, Handler] = {}
+        self._external: dict[str, ExternalHandler] = {}
 
     # -- scheduling (in the caller's transaction) --------------------------------------
 
@@ -364,14 +375,24 @@ class JobQueue:
 
     def register(self, kind: str, handler: Handler) -> None:
         """Run ``handler(job, conn)`` for jobs of ``kind`` (one handler per kind)."""
-        if kind in self._handlers and self._handlers[kind] is not handler:
+        if (kind in self._handlers and self._handlers[kind] is not handler) or (
+            kind in self._external
+        ):
             raise ValueError(f"a handler for job kind {kind!r} is registered already")
         self._handlers[kind] = handler
+
+    def register_external(self, kind: str, handler: ExternalHandler) -> None:
+        """Run ``handler(job)`` for jobs of ``kind``, outside any transaction (module doc)."""
+        if (kind in self._external and self._external[kind] is not handler) or (
+            kind in self._handlers
+        ):
+            raise ValueError(f"a handler for job kind {kind!r} is registered already")
+        self._external[kind] = handler
 
     @property
     def kinds(self) -> frozenset[str]:
         """The job kinds with a handler."""
-        return frozenset(self._handlers)
+        return frozenset(self._handlers) | frozenset(self._external)
 
     def run(self, job: Job, worker_id: str, *, lease: timedelta = DEFAULT_LEASE) -> bool:
         """Run one job this worker claimed: handler and completion in one transaction.
@@ -380,10 +401,21 @@ class JobQueue:
         or another worker owns it now (nothing of this run is kept).
         """
         handler = self._handlers.get(job.kind)
-        if handler is None:
+        external = self._external.get(job.kind)
+        if handler is None and external is None:
             self.fail(job.id, worker_id, f"no handler for job kind {job.kind!r} in this worker")
             return False
         try:
+            if external is not None:
+                with self.write_engine.begin() as conn:  # a short transaction: renew the lease
+                    if not self._retake(conn, job.id, worker_id, lease):
+                        raise _LeaseLost()
+                external(job)
+                with self.write_engine.begin() as conn:
+                    if not self.complete(job.id, worker_id, conn=conn):
+                        raise _LeaseLost()
+                return True
+            assert handler is not None
             with self.write_engine.begin() as conn:
                 if not self._retake(conn, job.id, worker_id, lease):
                     raise _LeaseLost()

@@ -182,6 +182,7 @@ def _system_tables(md: sa.MetaData) -> dict[str, sa.Table]:
     )
     _job_table(md)
     _flow_tables(md)
+    _notification_table(md)
     meta = sa.Table(
         "ff_meta",
         md,
@@ -203,6 +204,29 @@ JOBS_TABLE = "ff_jobs"
 FLOW_RUNS_TABLE = "ff_flow_runs"
 #: One row per approver asked at a step of a run (``engine.flows``).
 FLOW_TASKS_TABLE = "ff_flow_tasks"
+
+
+#: In-app notifications (``engine.notifications``).
+NOTIFICATIONS_TABLE = "ff_notifications"
+
+
+def _notification_table(md: sa.MetaData) -> sa.Table:
+    """``ff_notifications``: one row per message to one user; ``read_at`` set = read."""
+    return sa.Table(
+        NOTIFICATIONS_TABLE,
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("user", sa.String(150), nullable=False),
+        sa.Column("kind", sa.String(40), nullable=False),
+        sa.Column("title", sa.JSON, nullable=False),  # {"zh": ..., "en": ...}
+        sa.Column("body", sa.JSON),  # {"zh": ..., "en": ...} or null
+        sa.Column("entity", sa.String(100)),
+        sa.Column("record_id", sa.BigInteger),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("read_at", UTCDateTime()),
+        sa.Index("ix_ff_notifications_user", "user", "read_at", "id"),
+        sqlite_autoincrement=True,
+    )
 
 
 def _job_table(md: sa.MetaData) -> sa.Table:
