@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from engine.i18n import Text
 from engine.jobs import BACKOFF_BASE, Job, JobQueue, backoff
 from engine.model import Blueprint
-from engine.storage.database import create_engine, writer
+from engine.storage.database import create_engine, is_sqlite, writer
 from engine.storage.migrate import initialise
 from engine.storage.schema import Schema, build_schema
 
@@ -376,3 +376,63 @@ def test_processes_claim_each_job_exactly_once(world: World) -> None:
     every = [i for ids in results.values() for i in ids]
     assert sorted(every) == sorted(j.id for j in world.queue.jobs())
     assert len(set(every)) == total
+
+
+# --------------------------------------------------------------------------- external handlers
+
+
+def test_an_external_handler_runs_outside_any_transaction(world: World) -> None:
+    """While it runs, another connection may write the job's own row (nothing is locked)."""
+    seen: list[int] = []
+
+    def call_out(job: Job) -> None:
+        with writer(world.engine).begin() as conn:
+            if not is_sqlite(world.engine):
+                conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+            t = world.queue.table
+            conn.execute(t.update().where(t.c.id == job.id).values(last_error="touched"))
+        seen.append(job.id)
+
+    world.queue.register_external("mail", call_out)
+    job_id = _schedule(world, "mail")
+    assert world.queue.run_due("w") == 1
+    job = world.queue.get(job_id)
+    assert seen == [job_id]
+    assert job is not None and job.state == "done" and job.last_error == "touched"
+    assert "mail" in world.queue.kinds
+    with pytest.raises(ValueError):
+        world.queue.register("mail", _effect(world))
+
+
+def test_a_failing_external_handler_is_retried(world: World) -> None:
+    calls: list[int] = []
+
+    def flaky(job: Job) -> None:
+        calls.append(job.attempts)
+        if job.attempts < 2:
+            raise RuntimeError("receiver down")
+
+    world.queue.register_external("hook", flaky)
+    job_id = _schedule(world, "hook")
+    world.queue.run_due("w")
+    job = world.queue.get(job_id)
+    assert (
+        job is not None
+        and job.state == "pending"
+        and job.last_error == "RuntimeError: receiver down"
+    )
+    world.clock.advance(backoff(1))
+    world.queue.run_due("w")
+    done = world.queue.get(job_id)
+    assert calls == [1, 2] and done is not None and done.state == "done"
+
+
+def test_an_external_job_taken_over_is_not_called_by_the_old_worker(world: World) -> None:
+    calls: list[str] = []
+    world.queue.register_external("hook", lambda job: calls.append(job.claimed_by or ""))
+    _schedule(world, "hook")
+    [late] = world.queue.claim("slow", lease=timedelta(minutes=1))
+    world.clock.advance(timedelta(minutes=2))
+    assert world.queue.run_due("fast") == 1
+    assert not world.queue.run(late, "slow")
+    assert calls == ["fast"]

@@ -18,6 +18,14 @@ Configuration (``config`` keys, or environment variables where noted):
   every restart share it. Set the variable in production.
 * ``SESSION_COOKIE_SECURE`` (default False; set True behind HTTPS).
 * ``WTF_CSRF_ENABLED`` (default True; tests may turn it off).
+* The services' runtime settings — SMTP (``FORMFLOW_SMTP_*``), webhooks
+  (``FORMFLOW_WEBHOOK_*``), ``FORMFLOW_BASE_URL`` — are config keys too, else
+  environment variables (:mod:`engine.settings`).
+
+Writes made through the app run the blueprint's automations (in the request's
+transaction) and queue their mail and webhooks as jobs; a worker
+(``formflow worker``, or the one ``formflow serve --demo`` / ``--dev`` starts)
+runs them.
 """
 
 from __future__ import annotations
@@ -39,11 +47,8 @@ from engine.errors import FormflowError
 from engine.fields import using_timezone
 from engine.i18n import normalise_lang
 from engine.loader import load
-from engine.permissions import Permissions
-from engine.records import RecordService
+from engine.runtime import build_runtime
 from engine.storage.database import create_engine, default_url
-from engine.storage.schema import build_schema
-from engine.users import UserService
 from engine.web.services import EXTENSION_KEY, Services
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -129,16 +134,17 @@ def create_app(
         )
 
     engine = create_engine(url)
-    schema = build_schema(blueprint)
-    users = UserService(blueprint, schema, engine)
-    permissions = Permissions(blueprint, users)
+    runtime = build_runtime(blueprint, engine, config=app.config)
     app.extensions[EXTENSION_KEY] = Services(
         blueprint=blueprint,
-        schema=schema,
+        schema=runtime.schema,
         engine=engine,
-        records=RecordService(blueprint, schema, engine, access=permissions),
-        users=users,
-        permissions=permissions,
+        records=runtime.records,
+        users=runtime.users,
+        permissions=runtime.permissions,
+        notifications=runtime.notifications,
+        jobs=runtime.jobs,
+        runtime=runtime,
     )
 
     csrf.init_app(app)

@@ -1,6 +1,6 @@
 """What the pages talk to: the blueprint and the services, kept on the Flask app.
 
-The web layer calls services only (records, users, permissions), never tables
+The web layer calls services only (records, users, permissions, notifications), never tables
 or sessions; :func:`services` is how a view reaches them.
 """
 
@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy.engine import Engine
 
+from engine.jobs import JobQueue
 from engine.model import Blueprint
+from engine.notifications import NotificationService
 from engine.permissions import Permissions
 from engine.records import RecordService
+from engine.runtime import Runtime
 from engine.storage.schema import Schema
 from engine.users import UserService
 
@@ -30,6 +33,9 @@ class Services:
     records: RecordService
     users: UserService
     permissions: Permissions
+    notifications: NotificationService
+    jobs: JobQueue
+    runtime: Runtime
 
 
 def services() -> Services:
