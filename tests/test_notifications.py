@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from test_web_support import make_app, sign_in, text
 
 from engine.i18n import T
 from engine.jobs import JobQueue
@@ -27,6 +28,7 @@ from engine.storage.database import create_engine, writer
 from engine.storage.migrate import initialise
 from engine.storage.schema import NOTIFICATIONS_TABLE, Schema, build_schema
 from engine.users import UserService
+from engine.web.services import services
 
 NOW = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
 BLUEPRINT = """
@@ -194,3 +196,61 @@ def test_placeholders_lists_what_a_template_names() -> None:
     assert placeholders("{a} {b.c} {{d}} {e!r:>3}") == ["a", "b.c", "e!r:>3"]
     with pytest.raises(ValueError):
         placeholders("{a")
+
+
+# --------------------------------------------------------------------------- the web page
+
+WEB_BLUEPRINT = """
+formflow: 1
+id: webnotes
+title: Web notes
+roles:
+  rep: Rep
+entities:
+  deal:
+    label: Deal
+    title_field: name
+    fields:
+      name: {type: text, label: Name, required: true}
+    access:
+      rep: {create: true, read: own, update: own}
+automations:
+  tell_owner:
+    entity: deal
+    on: create
+    actions:
+      - notify: {to: [owner], message: {zh: "已创建商机 {name}", en: "Deal {name} created"}}
+"""
+
+
+def test_a_form_write_notifies_and_the_page_lists_and_marks(tmp_path: Path, db_url: str) -> None:
+    path = tmp_path / "web.yaml"
+    path.write_text(WEB_BLUEPRINT, encoding="utf-8")
+    app = make_app(path, db_url, [("li.lei", ["rep"]), ("han.meimei", ["rep"])])
+    try:
+        client = app.test_client()
+        sign_in(client, "li.lei")
+        response = client.post("/e/deal/new", data={"name": "泵站改造"})
+        assert response.status_code == 302, text(response)
+        page = text(client.get("/notifications?lang=zh"))
+        assert "已创建商机 泵站改造" in page
+        assert "<mark" in page  # the unread count in the header
+        with app.app_context():
+            [note] = services().notifications.list("li.lei")
+        assert note.link is not None and note.link.startswith("/e/deal/")
+        # another user cannot mark it
+        other = app.test_client()
+        sign_in(other, "han.meimei")
+        other.post("/notifications/read", data={"id": str(note.id)})
+        assert "已创建商机" not in text(other.get("/notifications"))
+        # opening it marks it read and goes to the record
+        response = client.post("/notifications/read", data={"id": str(note.id), "next": note.link})
+        assert response.status_code == 302 and response.headers["Location"].endswith(note.link)
+        with app.app_context():
+            assert services().notifications.unread_count("li.lei") == 0
+        assert "<mark" not in text(client.get("/notifications?lang=en"))
+        response = client.post("/notifications/read", data={"all": "1", "next": "//evil.example"})
+        assert response.headers["Location"].endswith("/notifications")
+    finally:
+        with app.app_context():
+            services().engine.dispose()

@@ -253,3 +253,65 @@ def test_a_worker_killed_mid_run_and_restarted_does_each_job_once(
     assert {j.state for j in jobs.values()} == {"done"}
     for job_id in abandoned:  # taken over by a new worker and finished there
         assert jobs[job_id].attempts >= 2 and jobs[job_id].claimed_by in ("w1", "w2")
+
+
+# --------------------------------------------------------------------------- formflow serve
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("mode", ["gunicorn", "dev"])
+def test_serve_demo_runs_the_jobs_with_one_command(tmp_path: Path, mode: str) -> None:
+    """``formflow serve --demo`` (gunicorn: a worker process; --dev: a thread) runs due jobs."""
+    path = tmp_path / "blueprint.yaml"
+    path.write_text(BLUEPRINT, encoding="utf-8")
+    db = tmp_path / "demo.db"
+    log = tmp_path / "serve.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["XDG_RUNTIME_DIR"] = str(tmp_path)
+    env["PYTHONUNBUFFERED"] = "1"
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from engine.cli import main; sys.exit(main())",
+        "serve",
+        str(path),
+        "--db",
+        f"sqlite:///{db}",
+        "--demo",
+        "--port",
+        str(_free_port()),
+        "--workers",
+        "1",
+        "--lang",
+        "en",
+        *(["--dev"] if mode == "dev" else []),
+    ]
+    with log.open("ab") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_for(lambda: "is serving" in log.read_text(errors="replace"), "the server", [log])
+        bp = load(path)
+        engine = create_engine(f"sqlite:///{db}")
+        try:
+            world = World(path, f"sqlite:///{db}", build_runtime(bp, engine, settings=Settings()))
+            _due_tasks(world, 2)
+            _wait_for(lambda: world.count("log") == 2, "the server's worker", [log])
+        finally:
+            engine.dispose()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=30)
+    if mode == "gunicorn":  # the worker process stopped with the server
+        _wait_for(lambda: "stopped" in log.read_text(errors="replace"), "the worker to stop", [log])

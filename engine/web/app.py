@@ -149,12 +149,12 @@ def create_app(
 
     csrf.init_app(app)
     from engine.web import api, auth, context
-    from engine.web.views import home, lists, parts, records
+    from engine.web.views import home, lists, notifications, parts, records
 
     auth.init_app(app)
     api.init_app(app, csrf)  # JSON API: bearer tokens only, so exempt from CSRF
     context.init_app(app)
-    for module in (home, lists, records, parts):
+    for module in (home, lists, records, parts, notifications):
         app.register_blueprint(module.bp)
 
     _install_hooks(app, blueprint.timezone)

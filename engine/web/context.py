@@ -43,6 +43,13 @@ def _menu() -> list[dict[str, str]]:
     return out
 
 
+def _unread_notifications() -> int:
+    """The signed-in user's unread notifications (one small query, for the header)."""
+    if not current_user.is_authenticated:
+        return 0
+    return services().notifications.unread_count(current_user.actor.name)
+
+
 def _globals() -> dict[str, Any]:
     lang = current_lang()
     bp = services().blueprint
@@ -53,6 +60,7 @@ def _globals() -> dict[str, Any]:
         "app_title": bp.title.get(lang) or bp.id,
         "menu": _menu,
         "switch_language_url": _switch_language_url,
+        "unread_notifications": _unread_notifications,
     }
 
 
