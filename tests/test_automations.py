@@ -580,3 +580,14 @@ def test_a_blueprint_error_is_raised_for_bad_urls(tmp_path: Path) -> None:
     )
     with pytest.raises(BlueprintError):
         load(path)
+
+
+def test_every_setting_is_documented() -> None:
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    source = (root / "engine" / "settings.py").read_text(encoding="utf-8")
+    docs = (root / "docs" / "automations.md").read_text(encoding="utf-8")
+    names = set(re.findall(r'"(FORMFLOW_[A-Z_]+)"', source))
+    assert len(names) >= 12
+    assert not {n for n in names if f"`{n}`" not in docs}, "settings missing from the docs"
