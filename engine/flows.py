@@ -57,6 +57,8 @@ Fallbacks (also in docs/flows.md):
   step (回退) and asks its approvers again, and the steps after it again too;
   any other target, or none, rejects the run.
 * Without a :class:`JobQueue` there are no reminders or timeouts.
+* Deleting a record (with the service's event bus) ends its pending runs as
+  ``recalled`` and cancels their tasks and timers, in the delete's transaction.
 
 Events (:mod:`engine.events`, inside the transaction; ``details`` keys):
 
@@ -443,8 +445,11 @@ class FlowService:
         self.tz = ZoneInfo(blueprint.timezone)
         self.runs: sa.Table = schema.metadata.tables[FLOW_RUNS_TABLE]
         self.tasks: sa.Table = schema.metadata.tables[FLOW_TASKS_TABLE]
+        self._flow_entities = frozenset(f.entity for f in blueprint.flows.values())
         if jobs is not None:
             self.register_jobs(jobs)
+        if events is not None:
+            events.subscribe(self._on_record_event)
 
     # -- public API: actions -----------------------------------------------------------
 
@@ -856,6 +861,43 @@ class FlowService:
         else:  # escalate
             self._escalate(ctx, task)
         self._emit(ctx)
+
+    def _on_record_event(self, event: Event) -> None:
+        """A deleted record's pending runs end (as recalled); their tasks and timers go."""
+        if event.kind != "deleted" or event.entity not in self._flow_entities:
+            return
+        conn, r = event.conn, self.runs
+        now = self.clock()
+        pending = conn.execute(
+            sa.select(r).where(
+                r.c.entity == event.entity,
+                r.c.record_id == event.record_id,
+                r.c.state == "pending",
+            )
+        ).all()
+        for row in pending:
+            run = _run(row)
+            for task in self._tasks_of(conn, run.id):
+                if task.state in ("open", "waiting"):
+                    conn.execute(
+                        self.tasks.update()
+                        .where(self.tasks.c.id == task.id)
+                        .values(state="cancelled", decided_at=now)
+                    )
+                    if self.jobs is not None:
+                        for kind in (REMIND_JOB, TIMEOUT_JOB):
+                            self.jobs.cancel(conn, dedupe_key=f"{kind}:{task.id}")
+            conn.execute(
+                r.update()
+                .where(r.c.id == run.id)
+                .values(
+                    state="recalled",
+                    finished_at=now,
+                    finished_by=event.actor.name,
+                    current_step=None,
+                    version=run.version + 1,
+                )
+            )
 
     # -- reading helpers ---------------------------------------------------------------
 

@@ -364,7 +364,7 @@ class JobQueue:
 
     def register(self, kind: str, handler: Handler) -> None:
         """Run ``handler(job, conn)`` for jobs of ``kind`` (one handler per kind)."""
-        if kind in self._handlers and self._handlers[kind] is not handler:
+        if kind in self._handlers and self._handlers[kind] != handler:  # == for bound methods
             raise ValueError(f"a handler for job kind {kind!r} is registered already")
         self._handlers[kind] = handler
 

@@ -924,3 +924,14 @@ def test_concurrent_pairs_of_approvers_make_one_decision_each(world: World) -> N
     assert _count(world, t, t.c.state == "approved") == pairs
     assert _count(world, t, t.c.state == "cancelled") == pairs
     assert {world.status("deal", d.id) for d in deals} == {"approved"}
+
+
+def test_deleting_a_pending_record_ends_its_run(world: World) -> None:
+    deal = world.new("deal")  # deal_approval does not lock the record
+    world.flows.submit("deal", deal.id, actor=world.actor("li.lei"))
+    assert world.flows.inbox_count(world.actor("c1")) == 1
+    world.records.delete("deal", deal.id, actor=SYSTEM, via="system")
+    assert world.flows.inbox_count(world.actor("c1")) == 0
+    runs = world.schema.metadata.tables[FLOW_RUNS_TABLE]
+    assert _count(world, runs, runs.c.state == "recalled") == 1
+    assert world.jobs.jobs(state="pending") == []
