@@ -410,6 +410,7 @@ class _Ctx:
     now: datetime
     people: _People | None = None
     events: list[Event] = field(default_factory=list)
+    audits: list[tuple[str | None, str, dict[str, Any]]] = field(default_factory=list)
 
     def task(self, task_id: int) -> Task:
         for t in self.tasks:
@@ -560,7 +561,7 @@ class FlowService:
                 self._set_record(ctx, actor, {fl.status_field: self._status(fl, "pending")})
                 self._event(ctx, "submitted", actor, None, details)
                 self._enter_step(ctx, actor, first)
-            self._emit(ctx)
+            self._flush(ctx)
         return self.state(entity, record.id, actor=actor, flow=fl.name)
 
     def approve(
@@ -575,7 +576,7 @@ class FlowService:
         with self.write_engine.begin() as conn:
             ctx, task = self._begin_task_action(conn, task_id, actor)
             self._approve(ctx, task, actor, comment, values or {})
-            self._emit(ctx)
+            self._flush(ctx)
         return self.state(ctx.run.entity, ctx.run.record_id, actor=actor, flow=ctx.flow.name)
 
     def reject(self, task_id: int, *, actor: Actor, comment: str | None) -> FlowState:
@@ -583,7 +584,7 @@ class FlowService:
         with self.write_engine.begin() as conn:
             ctx, task = self._begin_task_action(conn, task_id, actor)
             self._reject(ctx, task, actor, comment)
-            self._emit(ctx)
+            self._flush(ctx)
         return self.state(ctx.run.entity, ctx.run.record_id, actor=actor, flow=ctx.flow.name)
 
     def return_to(self, task_id: int, step: str, *, actor: Actor, comment: str | None) -> FlowState:
@@ -592,7 +593,7 @@ class FlowService:
             ctx, task = self._begin_task_action(conn, task_id, actor)
             self._require_reject_comment(ctx.flow, ctx.flow.steps[task.step], comment)
             self._return(ctx, task, actor, step, comment)
-            self._emit(ctx)
+            self._flush(ctx)
         return self.state(ctx.run.entity, ctx.run.record_id, actor=actor, flow=ctx.flow.name)
 
     def transfer(
@@ -633,7 +634,7 @@ class FlowService:
                     "comment": comment,
                 },
             )
-            self._emit(ctx)
+            self._flush(ctx)
         return self.state(ctx.run.entity, ctx.run.record_id, actor=actor, flow=ctx.flow.name)
 
     def add_approver(
@@ -666,7 +667,7 @@ class FlowService:
                     "comment": comment,
                 },
             )
-            self._emit(ctx)
+            self._flush(ctx)
         return self.state(ctx.run.entity, ctx.run.record_id, actor=actor, flow=ctx.flow.name)
 
     def recall(
@@ -706,7 +707,7 @@ class FlowService:
             self._finish(ctx, actor, "recalled", None)
             self._audit(ctx, actor, "recall", step=run.current_step, comment=None)
             self._event(ctx, "recalled", actor, run.current_step, {"by": actor.name})
-            self._emit(ctx)
+            self._flush(ctx)
         return self.state(entity, record.id, actor=actor, flow=fl.name)
 
     # -- public API: reading -------------------------------------------------------------
@@ -837,7 +838,7 @@ class FlowService:
             task.step,
             {"task_id": task.id, "approver": task.approver, "opened_at": task.opened_at},
         )
-        self._emit(ctx)
+        self._flush(ctx)
 
     def _on_timeout(self, job: Job, conn: Connection) -> None:
         task_id = int(job.payload.get("task_id", 0))
@@ -860,7 +861,7 @@ class FlowService:
             self._return(ctx, task, SYSTEM, SUBMITTER, MSG_AUTO_RETURN, timeout=True)
         else:  # escalate
             self._escalate(ctx, task)
-        self._emit(ctx)
+        self._flush(ctx)
 
     def _on_record_event(self, event: Event) -> None:
         """A deleted record's pending runs end (as recalled); their tasks and timers go."""
@@ -1492,18 +1493,7 @@ class FlowService:
             "comment": comment or None,
         }
         changes.update(extra or {})
-        ctx.conn.execute(
-            self.schema.audit.insert().values(
-                at=ctx.now,
-                user=actor.name,
-                entity=ctx.run.entity,
-                record_id=ctx.run.record_id,
-                action=action,
-                via="flow",
-                version=ctx.record.version,
-                changes=changes,
-            )
-        )
+        ctx.audits.append((actor.name, action, changes))
 
     def _event(
         self, ctx: _Ctx, kind: str, actor: Actor, step: str | None, details: Mapping[str, Any]
@@ -1553,8 +1543,23 @@ class FlowService:
             },
         )
 
-    def _emit(self, ctx: _Ctx) -> None:
-        """Tell the listeners, still inside the transaction, in the order things happened."""
+    def _flush(self, ctx: _Ctx) -> None:
+        """Write the action's audit rows (with the record's final version), then tell the
+        listeners, still inside the transaction, in the order things happened."""
+        audits, ctx.audits = ctx.audits, []
+        for user, action, changes in audits:
+            ctx.conn.execute(
+                self.schema.audit.insert().values(
+                    at=ctx.now,
+                    user=user,
+                    entity=ctx.run.entity,
+                    record_id=ctx.run.record_id,
+                    action=action,
+                    via="flow",
+                    version=ctx.record.version,
+                    changes=changes,
+                )
+            )
         if self.events is None:
             return
         pending, ctx.events = ctx.events, []

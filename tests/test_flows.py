@@ -30,8 +30,8 @@ from engine.errors import (
     RecordLocked,
     TransitionNotAllowed,
 )
-from engine.events import Event, EventBus
-from engine.flows import REMIND_JOB, TIMEOUT_JOB, FlowService
+from engine.events import FLOW_EVENT_KINDS, Event, EventBus
+from engine.flows import AUDIT_ACTIONS, REMIND_JOB, TIMEOUT_JOB, FlowService
 from engine.jobs import JobQueue
 from engine.loader import load
 from engine.permissions import Permissions
@@ -935,3 +935,26 @@ def test_deleting_a_pending_record_ends_its_run(world: World) -> None:
     runs = world.schema.metadata.tables[FLOW_RUNS_TABLE]
     assert _count(world, runs, runs.c.state == "recalled") == 1
     assert world.jobs.jobs(state="pending") == []
+
+
+def test_the_flow_audit_row_carries_the_records_new_version(world: World) -> None:
+    deal = world.new("deal")
+    world.flows.submit("deal", deal.id, actor=world.actor("li.lei"))
+    world.flows.approve(world.open_task("deal", deal.id, "c1"), actor=world.actor("c1"))
+    history = world.records.history("deal", deal.id)
+    assert [(h.action, h.via, h.version) for h in history] == [
+        ("create", "form", 1),
+        ("update", "flow", 2),
+        ("submit", "flow", 2),
+        ("update", "flow", 3),
+        ("approve", "flow", 3),
+    ]
+
+
+def test_docs_cover_every_action_and_event() -> None:
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    text = (docs / "flows.md").read_text(encoding="utf-8")
+    public = [n for n in vars(FlowService) if not n.startswith("_") and n != "register_jobs"]
+    for name in [*public, *FLOW_EVENT_KINDS, *AUDIT_ACTIONS, REMIND_JOB, TIMEOUT_JOB]:
+        assert f"`{name}" in text or f" {name}" in text, f"{name} is not in docs/flows.md"
+    assert "(flows.md)" in (docs / "architecture.md").read_text(encoding="utf-8")
