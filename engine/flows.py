@@ -829,7 +829,10 @@ class FlowService:
         fl = self.blueprint.flows.get(run.flow)
         if fl is None:
             return
-        record = self.records.load(conn, run.entity, run.record_id)
+        try:
+            record = self.records.load(conn, run.entity, run.record_id)
+        except NotFound:  # deleted without the event bus that would have ended the run
+            return
         ctx = _Ctx(conn, fl, run, record, [], self.clock())
         self._event(
             ctx,
@@ -847,7 +850,7 @@ class FlowService:
             return
         try:
             ctx, task = self._begin_task_action(conn, task_id, SYSTEM)
-        except FlowError:  # decided, recalled or gone meanwhile: nothing left to do
+        except (FlowError, NotFound):  # decided, recalled or gone meanwhile: nothing to do
             return
         step = ctx.flow.steps.get(task.step)
         if step is None or step.timeout is None:

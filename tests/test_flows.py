@@ -958,3 +958,80 @@ def test_docs_cover_every_action_and_event() -> None:
     for name in [*public, *FLOW_EVENT_KINDS, *AUDIT_ACTIONS, REMIND_JOB, TIMEOUT_JOB]:
         assert f"`{name}" in text or f" {name}" in text, f"{name} is not in docs/flows.md"
     assert "(flows.md)" in (docs / "architecture.md").read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- the CRM template
+
+
+CRM = Path(__file__).resolve().parent.parent / "blueprints" / "crm"
+
+
+def test_the_crm_contract_approval_end_to_end(db_url: str) -> None:
+    """The issue's scenario on the real template: a rep's ¥150,000 contract goes through the
+    manager and both finance approvers (会签); another is rejected back to the rep."""
+    bp = load(CRM)
+    schema = build_schema(bp)
+    engine = create_engine(db_url)
+    try:
+        initialise(engine, bp, schema)
+        clock = Clock()
+        users = UserService(bp, schema, engine, clock=clock)
+        users.add("admin", roles=["admin"])
+        users.add("wang.fang", roles=["sales_manager"])
+        users.add("li.lei", roles=["sales_rep"], manager="wang.fang")
+        users.add("fin.a", roles=["finance"])
+        users.add("fin.b", roles=["finance"])
+        bus = EventBus()
+        seen: list[Event] = []
+        bus.subscribe(seen.append)
+        records = RecordService(
+            bp, schema, engine, clock=clock, access=Permissions(bp, users), events=bus
+        )
+        jobs = JobQueue(engine, schema, clock)
+        flows = FlowService(bp, schema, engine, records, users, clock=clock, events=bus, jobs=jobs)
+        rep = users.get("li.lei").actor
+        customer = records.create(
+            "customer", {"name": "ACME", "email": "a@acme.example"}, actor=rep, via="form"
+        )
+        base = {
+            "subject": "设备采购",
+            "customer": customer.id,
+            "start_date": "2024-06-01",
+            "end_date": "2025-05-31",
+            "scan": "2024/06/contract.pdf",
+        }
+        big = records.create("contract", {**base, "total": "150000"}, actor=rep, via="form")
+        flows.submit("contract", big.id, actor=rep)
+
+        def act(who: str, record: Record) -> int:
+            [task] = flows.state("contract", record.id, actor=users.get(who).actor).my_tasks
+            return task.id
+
+        flows.approve(act("wang.fang", big), actor=users.get("wang.fang").actor)
+        flows.approve(act("fin.a", big), actor=users.get("fin.a").actor)
+        assert flows.state("contract", big.id, actor=rep).state == "pending"
+        flows.approve(act("fin.b", big), actor=users.get("fin.b").actor)
+        state = flows.state("contract", big.id, actor=rep)
+        assert state.state == "approved"
+        record = records.get("contract", big.id, actor=rep)
+        assert record.values["status"] == "approved"
+        assert record.values["signed_on"] == date(2024, 6, 3)
+        assert [e.who for e in state.trail] == ["li.lei", "wang.fang", "fin.a", "fin.b"]
+        assert next(e for e in seen if e.kind == "approved").details["notify"] == ["li.lei"]
+
+        small = records.create("contract", {**base, "total": "8000"}, actor=rep, via="form")
+        state = flows.submit("contract", small.id, actor=rep)
+        assert [v.state for v in state.path] == ["open", "skipped"]  # finance only ≥ 100,000
+        manager = users.get("wang.fang").actor
+        with pytest.raises(RecordInvalid):
+            flows.reject(act("wang.fang", small), actor=manager, comment=None)
+        flows.reject(act("wang.fang", small), actor=manager, comment="价格太低 / price too low")
+        state = flows.state("contract", small.id, actor=rep)
+        assert state.state == "returned" and "submit" in state.actions
+        assert state.trail[-1].comment == "价格太低 / price too low"
+        assert records.get("contract", small.id).values["status"] == "draft"
+        records.update(  # the rep may edit a returned contract again
+            "contract", small.id, {"total": "9000"}, version=3, actor=rep, via="form"
+        )
+    finally:
+        engine.dispose()
