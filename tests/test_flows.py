@@ -1035,3 +1035,11 @@ def test_the_crm_contract_approval_end_to_end(db_url: str) -> None:
         )
     finally:
         engine.dispose()
+
+
+def test_a_run_whose_every_step_is_skipped_is_approved_at_once(world: World) -> None:
+    ticket = world.new("ticket", route="nowhere")
+    state = world.flows.submit("ticket", ticket.id, actor=world.actor("li.lei"))
+    assert state.state == "approved" and {v.state for v in state.path} == {"skipped"}
+    assert world.status("ticket", ticket.id) == "approved"
+    assert world.kinds("submitted", "approved") == [("submitted", None), ("approved", None)]
