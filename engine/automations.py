@@ -89,7 +89,7 @@ from engine.i18n import LANGUAGES, T, Text
 from engine.jobs import Job, JobQueue
 from engine.messages import fill
 from engine.model import SYSTEM_COLUMNS, Automation, AutomationAction, Blueprint, Formula, Recipient
-from engine.notifications import FlowNotices, NotificationService, names_in
+from engine.notifications import FlowNotices, NotificationService, flow_submitter, names_in
 from engine.records import SYSTEM, Record, RecordService
 from engine.settings import Settings
 from engine.storage.database import writer
@@ -345,7 +345,7 @@ class AutomationService:
                     if boss is not None:
                         out.append(boss)
             elif r.name == "submitter":
-                out.extend(n for n in [self._submitter(event)] if n)
+                out.extend(n for n in [flow_submitter(event, self._runs)] if n)
             elif r.name == "approvers":
                 out.extend(names_in(event.details.get("approvers")))
             elif r.name in user_fields:
@@ -357,21 +357,6 @@ class AutomationService:
                     people = self.users.list(active_only=True)
                 out.extend(u.name for u in people if r.name in u.roles)
         return list(dict.fromkeys(out))
-
-    def _submitter(self, event: Event) -> str | None:
-        if event.kind == "submitted":
-            return event.actor.name
-        runs = self._runs
-        run_id = event.details.get("run_id")
-        stmt = sa.select(runs.c.submitted_by)
-        if run_id is not None:
-            stmt = stmt.where(runs.c.id == int(run_id))
-        else:  # not a flow event: the record's latest submission
-            stmt = stmt.where(
-                runs.c.entity == event.entity, runs.c.record_id == event.record_id
-            ).order_by(runs.c.id.desc())
-        row = event.conn.execute(stmt.limit(1)).first()
-        return None if row is None else row.submitted_by
 
     def _message(self, event: Event, template: Any) -> Text:
         text = template if isinstance(template, Text) else Text.of(template)

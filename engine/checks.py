@@ -560,11 +560,29 @@ def flows(ctx: Context) -> Iterator[Problem]:
         yield from _status_field(ctx, flow, entity, path)
         yield from _flow_actions(ctx, flow, entity, path)
         yield from _approvers(ctx, flow.cc, entity, (*path, "cc"), flow.location)
+        order = list(flow.steps)
         for sname, step in flow.steps.items():
             spath = (*path, "steps", sname)
             yield from _approvers(ctx, step.approvers, entity, (*spath, "approvers"), step.location)
             yield from _approvers(ctx, step.cc, entity, (*spath, "cc"), step.location)
             yield from _field_refs(ctx, entity, step.editable, (*spath, "editable"), step.location)
+            yield from _editable(ctx, flow, entity, step.editable, spath, step.location)
+            target = step.on_reject.return_to
+            if (
+                target is not None
+                and target in flow.steps
+                and order.index(target) >= order.index(sname)
+            ):
+                yield _problem(
+                    ctx.at((*spath, "on_reject", "return_to"), step.location),
+                    f"步骤 '{sname}' 只能退回到它之前的步骤，'{target}' 不在它之前",
+                    f"step '{sname}' can only return to an earlier step; '{target}' is not "
+                    "before it",
+                    T(
+                        f"写 submitter 或 {sname} 之前的步骤名",
+                        f"name submitter or a step before {sname}",
+                    ),
+                )
 
 
 def _status_field(ctx: Context, flow: Flow, entity: Entity, path: Path) -> Iterator[Problem]:
@@ -614,6 +632,22 @@ def _flow_actions(ctx: Context, flow: Flow, entity: Entity, path: Path) -> Itera
     for apath, action in actions:
         fallback = ctx.at(apath, flow.location)
         yield from _set_fields(ctx, entity, action.set, (*apath, "set"), fallback)
+        if flow.status_field in action.set:
+            yield _problem(
+                ctx.key_at((*apath, "set", flow.status_field), fallback),
+                f"'{flow.status_field}' 是流程的状态字段，由流程自己设置",
+                f"'{flow.status_field}' is the flow's status field; the flow sets it itself",
+                T("从 set: 中去掉它", "remove it from set:"),
+            )
+        if action.return_to and apath[-1] in ("on_approve", "on_approved"):
+            yield Problem(
+                ctx.at((*apath, "return_to"), fallback),
+                T(
+                    "return_to 只在驳回时起作用（on_reject / on_rejected）",
+                    "return_to only applies to rejections (on_reject / on_rejected)",
+                ),
+                severity="warning",
+            )
         if action.return_to and action.return_to not in ("submitter", *flow.steps):
             yield _unknown(
                 ctx.at((*apath, "return_to"), fallback),
@@ -623,6 +657,33 @@ def _flow_actions(ctx: Context, flow: Flow, entity: Entity, path: Path) -> Itera
                 T(f"流程 '{flow.name}' ", f"flow '{flow.name}'"),
             )
         yield from _notify(ctx, entity, action.notify, (*apath, "notify"), fallback)
+
+
+def _editable(
+    ctx: Context,
+    flow: Flow,
+    entity: Entity,
+    names: Iterable[str],
+    path: Path,
+    fallback: Location,
+) -> Iterator[Problem]:
+    """An approver edits plain fields: not the status, nothing the engine computes."""
+    for index, name in enumerate(names):
+        f = entity.fields.get(name)
+        if name == flow.status_field:
+            why = T("它是流程的状态字段", "it is the flow's status field")
+        elif f is not None and (f.computed or f.kind == "autonumber"):
+            why = T("它由系统计算", "the engine computes it")
+        else:
+            continue
+        yield Problem(
+            ctx.at((*path, "editable", index), fallback),
+            T(
+                f"审批人不能修改 '{name}'：{why.zh}",
+                f"approvers cannot edit '{name}': {why.en}",
+            ),
+            T("从 editable 中去掉它", "remove it from editable"),
+        )
 
 
 def _set_fields(

@@ -2,8 +2,9 @@
 
 The record service emits ``created`` / ``updated`` / ``deleted`` after each
 successful write; the flow service (:mod:`engine.flows`) emits ``submitted``,
-``approved``, ``rejected``, ``returned``, ``recalled`` and ``step_entered``
-for its actions and ``reminder`` when a step's reminder comes due. Automations,
+``approved``, ``rejected``, ``returned``, ``recalled``, ``step_entered`` and
+``assigned`` (a task opened at a step already open: transfer, 加签, escalation)
+for its actions, and ``reminder`` when a step's reminder comes due. Automations,
 notifications and webhooks subscribe to an :class:`EventBus` and act on them.
 
 Rules:
@@ -56,6 +57,7 @@ FLOW_EVENT_KINDS: tuple[str, ...] = (
     "returned",
     "recalled",
     "step_entered",
+    "assigned",
     "reminder",
 )
 EVENT_KINDS: tuple[str, ...] = RECORD_EVENT_KINDS + FLOW_EVENT_KINDS

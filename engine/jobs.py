@@ -375,7 +375,7 @@ class JobQueue:
 
     def register(self, kind: str, handler: Handler) -> None:
         """Run ``handler(job, conn)`` for jobs of ``kind`` (one handler per kind)."""
-        if (kind in self._handlers and self._handlers[kind] is not handler) or (
+        if (kind in self._handlers and self._handlers[kind] != handler) or (  # == for bound methods
             kind in self._external
         ):
             raise ValueError(f"a handler for job kind {kind!r} is registered already")
@@ -383,9 +383,7 @@ class JobQueue:
 
     def register_external(self, kind: str, handler: ExternalHandler) -> None:
         """Run ``handler(job)`` for jobs of ``kind``, outside any transaction (module doc)."""
-        if (kind in self._external and self._external[kind] is not handler) or (
-            kind in self._handlers
-        ):
+        if (kind in self._external and self._external[kind] != handler) or (kind in self._handlers):
             raise ValueError(f"a handler for job kind {kind!r} is registered already")
         self._external[kind] = handler
 

@@ -53,6 +53,7 @@ __all__ = [
     "Link",
     "Notification",
     "NotificationService",
+    "flow_submitter",
     "names_in",
     "record_path",
 ]
@@ -270,6 +271,31 @@ def names_in(value: Any) -> list[str]:
     return []
 
 
+def flow_submitter(event: Event, runs: sa.Table) -> str | None:
+    """Who submitted the flow run an event is about.
+
+    ``submitted``: the actor. Otherwise ``details["submitted_by"]`` when the flow
+    service gives it, else the run's row (``ff_flow_runs.submitted_by``, read in
+    the event's own transaction, where a run submitted a moment ago is visible):
+    by ``details["run_id"]``, or for a record event the record's latest run.
+    """
+    if event.kind == "submitted":
+        return event.actor.name
+    given = event.details.get("submitted_by")
+    if isinstance(given, str) and given:
+        return given
+    run_id = event.details.get("run_id")
+    stmt = sa.select(runs.c.submitted_by)
+    if run_id is not None:
+        stmt = stmt.where(runs.c.id == int(run_id))
+    else:
+        stmt = stmt.where(
+            runs.c.entity == event.entity, runs.c.record_id == event.record_id
+        ).order_by(runs.c.id.desc())
+    row = event.conn.execute(stmt.limit(1)).first()
+    return None if row is None else row.submitted_by
+
+
 class FlowNotices:
     """Subscribe with ``bus.subscribe(FlowNotices(...))``: flow events -> notifications."""
 
@@ -320,13 +346,7 @@ class FlowNotices:
         )
 
     def _submitter(self, event: Event) -> str | None:
-        run_id = event.details.get("run_id")
-        if run_id is None:
-            return None
-        row = event.conn.execute(
-            sa.select(self.runs.c.submitted_by).where(self.runs.c.id == int(run_id))
-        ).first()
-        return None if row is None else row.submitted_by
+        return flow_submitter(event, self.runs)
 
     # -- events ------------------------------------------------------------------------
 

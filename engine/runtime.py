@@ -4,9 +4,12 @@ The web app, ``formflow worker`` and the in-process worker of ``formflow serve
 --demo`` / ``--dev`` all need the same graph::
 
     EventBus ─┬─ RecordService (emits created/updated/deleted)
+              ├─ FlowService (emits submitted/approved/rejected/returned/recalled/
+              │               step_entered/assigned/reminder; ends runs of deleted records)
               ├─ AutomationService (listens; schedules date, mail, webhook jobs)
               └─ FlowNotices (listens: approvers, submitters, CC told)
-    JobQueue ── handlers: automation.date, automation.sweep, mail.send, webhook.deliver
+    JobQueue ── handlers: flow.remind, flow.timeout, automation.date, automation.sweep,
+                mail.send, webhook.deliver
     NotificationService · Mailer · Webhooks · UserService · Permissions
 
 :func:`build_runtime` builds it, so the three faces cannot drift apart: a job
@@ -25,6 +28,7 @@ from sqlalchemy.engine import Engine
 
 from engine.automations import AutomationService
 from engine.events import EventBus
+from engine.flows import FlowService
 from engine.jobs import JobQueue
 from engine.mail import Mailer
 from engine.model import Blueprint
@@ -53,6 +57,7 @@ class Runtime:
     users: UserService
     permissions: Permissions
     records: RecordService
+    flows: FlowService
     notifications: NotificationService
     automations: AutomationService
     mailer: Mailer
@@ -82,6 +87,9 @@ def build_runtime(
     users = UserService(blueprint, schema, engine, clock=now)
     permissions = Permissions(blueprint, users)
     records = RecordService(blueprint, schema, engine, clock=now, access=permissions, events=events)
+    flows = FlowService(
+        blueprint, schema, engine, records, users, clock=now, events=events, jobs=jobs
+    )
     notifications = NotificationService(
         schema, engine, jobs=jobs, mail_configured=settings.mail.configured, clock=now
     )
@@ -109,6 +117,7 @@ def build_runtime(
         users=users,
         permissions=permissions,
         records=records,
+        flows=flows,
         notifications=notifications,
         automations=automations,
         mailer=mailer,

@@ -90,6 +90,7 @@ flows:
     steps:
       check:
         approvers: {role: finance}
+        remind_after: 24h
 automations:
   stamp_won:
     entity: deal
@@ -384,6 +385,31 @@ def test_flow_notices_tell_approvers_and_the_submitter(world: World) -> None:
     assert [n.kind for n in rejected] == ["rejected"]
     assert rejected[0].body.get("en") == "Comment: too cheap"
     assert [n.kind for n in world.inbox("boss")] == ["rejected"]
+
+
+def test_a_real_flow_run_tells_people_and_triggers_automations(world: World) -> None:
+    """FlowService events reach the notices and the automations (no synthetic events)."""
+    finance = world.rt.users.get("sun.li").actor
+    deal = _deal(world)
+    world.rt.flows.submit("deal", deal.id, actor=world.rep, comment="请审批")
+    assert [n.kind for n in world.inbox("sun.li")] == ["task"]
+    assert (
+        world.inbox("sun.li")[0].title.get("en")
+        == "Waiting for your approval: deal_approval · Pumps"
+    )
+    world.clock.advance(timedelta(hours=24))
+    world.run_jobs()  # the step's reminder
+    assert [n.kind for n in world.inbox("sun.li")] == ["reminder", "task"]
+    [task] = world.rt.flows.inbox(finance)
+    world.rt.flows.approve(task.task_id, actor=finance, comment="同意")
+    mine = {n.kind: n for n in world.inbox("li.lei")}
+    assert mine["approved"].title.get("zh") == "已通过：deal_approval · Pumps"
+    assert mine["approved"].body.get("zh") == "意见：同意"
+    assert mine["automation"].title.get("en") == "Pumps approved"  # to: [finance, submitter]
+    assert "Pumps approved" in world.titles("sun.li")
+    [hook] = world.rt.jobs.jobs(kind=WEBHOOK_JOB)
+    assert hook.payload["body"]["event"] == "approved"
+    assert hook.payload["body"]["record"]["status"] == "approved"
 
 
 # --------------------------------------------------------------------------- the loop guard
