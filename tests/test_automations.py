@@ -617,3 +617,53 @@ def test_every_setting_is_documented() -> None:
     names = set(re.findall(r'"(FORMFLOW_[A-Z_]+)"', source))
     assert len(names) >= 12
     assert not {n for n in names if f"`{n}`" not in docs}, "settings missing from the docs"
+
+
+def test_the_crm_contract_approved_automation_runs_on_a_real_approval(db_url: str) -> None:
+    """The template's ``contract_approved``: finance told, a follow-up visit created."""
+    bp = load(Path(__file__).resolve().parent.parent / "blueprints" / "crm")
+    engine = create_engine(db_url)
+    clock = Clock()
+    try:
+        rt = build_runtime(bp, engine, clock=clock, settings=Settings())
+        initialise(engine, bp, rt.schema)
+        users = rt.users
+        users.add("admin", roles=["admin"])
+        users.add("wang.fang", roles=["sales_manager"])
+        users.add("li.lei", roles=["sales_rep"], manager="wang.fang")
+        users.add("fin.a", roles=["finance"])
+        users.add("fin.b", roles=["finance"])
+        rep = users.get("li.lei").actor
+        customer = rt.records.create(
+            "customer", {"name": "ACME", "email": "a@acme.example"}, actor=rep, via="form"
+        )
+        contract = rt.records.create(
+            "contract",
+            {
+                "subject": "设备采购",
+                "customer": customer.id,
+                "start_date": "2024-06-01",
+                "end_date": "2025-05-31",
+                "scan": "2024/06/contract.pdf",
+                "total": "150000",
+            },
+            actor=rep,
+            via="form",
+        )
+        rt.flows.submit("contract", contract.id, actor=rep)
+        for who in ("wang.fang", "fin.a", "fin.b"):
+            actor = users.get(who).actor
+            assert rt.notifications.list(who, limit=1)[0].kind == "task"
+            [task] = rt.flows.state("contract", contract.id, actor=actor).my_tasks
+            rt.flows.approve(task.id, actor=actor)
+        number = rt.records.get("contract", contract.id).values["contract_no"]
+        for who in ("fin.a", "fin.b"):
+            titles = [n.title.get("zh") for n in rt.notifications.list(who)]
+            assert f"合同 {number} 已通过审批，请跟进收款" in titles
+        [visit] = rt.records.list_records("visit").rows
+        assert visit["subject"] == f"合同签约回访 / Contract follow-up: {number}"
+        assert visit["customer"] == customer.id and visit["owner"] == "li.lei"
+        assert visit["next_date"] == date(2024, 7, 3)  # TODAY() + 30 on the injected clock
+        assert rt.notifications.list("admin") == []  # no automation failed
+    finally:
+        engine.dispose()

@@ -315,3 +315,34 @@ def test_serve_demo_runs_the_jobs_with_one_command(tmp_path: Path, mode: str) ->
             server.wait(timeout=30)
     if mode == "gunicorn":  # the worker process stopped with the server
         _wait_for(lambda: "stopped" in log.read_text(errors="replace"), "the worker to stop", [log])
+
+
+def test_the_sweep_finds_datetime_moments_of_imported_records(tmp_path: Path, db_url: str) -> None:
+    path = tmp_path / "blueprint.yaml"
+    path.write_text(BLUEPRINT, encoding="utf-8")
+    bp = load(path)
+    engine = create_engine(db_url)
+    now = [datetime(2024, 6, 3, 1, 0, tzinfo=UTC)]
+    try:
+        rt = build_runtime(bp, engine, clock=lambda: now[0], settings=Settings())
+        initialise(engine, bp, rt.schema)
+        rt.records.create_many(  # an import: no events, no date jobs yet
+            "task",
+            [
+                {"name": "late", "due": "2024-06-02T12:00:00+08:00"},  # 13h ago: caught up
+                {"name": "soon", "due": "2024-06-03T10:30:00+08:00"},  # in 90 minutes
+                {"name": "old", "due": "2024-05-01T09:00:00+08:00"},  # past the grace day
+                {"name": "far", "due": "2024-07-01T09:00:00+08:00"},
+            ],
+        )
+        rt.automations.schedule_sweep()
+        worker = Worker(rt.jobs, "w")
+        worker.run_once()
+        world = World(path, db_url, rt)
+        assert world.count("log") == 1  # "late" at once
+        assert {j.payload["record_id"] for j in world.jobs("pending")} == {2}  # "soon"
+        now[0] += timedelta(minutes=90)
+        worker.run_once()
+        assert world.logs_per_task() == {1: 1, 2: 1}
+    finally:
+        engine.dispose()
