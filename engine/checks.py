@@ -35,6 +35,7 @@ from engine.i18n import T, Text
 from engine.loading.describe import did_you_mean, listing
 from engine.loading.limits import MAX_ENTITIES, MAX_FIELDS
 from engine.loading.positions import Doc, Path
+from engine.messages import is_plain_name, placeholders
 from engine.model import (
     SYSTEM_COLUMNS,
     Approvers,
@@ -43,7 +44,9 @@ from engine.model import (
     Field,
     Flow,
     FlowAction,
+    Recipient,
 )
+from engine.urlguard import literal_problem
 
 __all__ = [
     "CHECKS",
@@ -557,11 +560,29 @@ def flows(ctx: Context) -> Iterator[Problem]:
         yield from _status_field(ctx, flow, entity, path)
         yield from _flow_actions(ctx, flow, entity, path)
         yield from _approvers(ctx, flow.cc, entity, (*path, "cc"), flow.location)
+        order = list(flow.steps)
         for sname, step in flow.steps.items():
             spath = (*path, "steps", sname)
             yield from _approvers(ctx, step.approvers, entity, (*spath, "approvers"), step.location)
             yield from _approvers(ctx, step.cc, entity, (*spath, "cc"), step.location)
             yield from _field_refs(ctx, entity, step.editable, (*spath, "editable"), step.location)
+            yield from _editable(ctx, flow, entity, step.editable, spath, step.location)
+            target = step.on_reject.return_to
+            if (
+                target is not None
+                and target in flow.steps
+                and order.index(target) >= order.index(sname)
+            ):
+                yield _problem(
+                    ctx.at((*spath, "on_reject", "return_to"), step.location),
+                    f"步骤 '{sname}' 只能退回到它之前的步骤，'{target}' 不在它之前",
+                    f"step '{sname}' can only return to an earlier step; '{target}' is not "
+                    "before it",
+                    T(
+                        f"写 submitter 或 {sname} 之前的步骤名",
+                        f"name submitter or a step before {sname}",
+                    ),
+                )
 
 
 def _status_field(ctx: Context, flow: Flow, entity: Entity, path: Path) -> Iterator[Problem]:
@@ -611,6 +632,22 @@ def _flow_actions(ctx: Context, flow: Flow, entity: Entity, path: Path) -> Itera
     for apath, action in actions:
         fallback = ctx.at(apath, flow.location)
         yield from _set_fields(ctx, entity, action.set, (*apath, "set"), fallback)
+        if flow.status_field in action.set:
+            yield _problem(
+                ctx.key_at((*apath, "set", flow.status_field), fallback),
+                f"'{flow.status_field}' 是流程的状态字段，由流程自己设置",
+                f"'{flow.status_field}' is the flow's status field; the flow sets it itself",
+                T("从 set: 中去掉它", "remove it from set:"),
+            )
+        if action.return_to and apath[-1] in ("on_approve", "on_approved"):
+            yield Problem(
+                ctx.at((*apath, "return_to"), fallback),
+                T(
+                    "return_to 只在驳回时起作用（on_reject / on_rejected）",
+                    "return_to only applies to rejections (on_reject / on_rejected)",
+                ),
+                severity="warning",
+            )
         if action.return_to and action.return_to not in ("submitter", *flow.steps):
             yield _unknown(
                 ctx.at((*apath, "return_to"), fallback),
@@ -620,6 +657,33 @@ def _flow_actions(ctx: Context, flow: Flow, entity: Entity, path: Path) -> Itera
                 T(f"流程 '{flow.name}' ", f"flow '{flow.name}'"),
             )
         yield from _notify(ctx, entity, action.notify, (*apath, "notify"), fallback)
+
+
+def _editable(
+    ctx: Context,
+    flow: Flow,
+    entity: Entity,
+    names: Iterable[str],
+    path: Path,
+    fallback: Location,
+) -> Iterator[Problem]:
+    """An approver edits plain fields: not the status, nothing the engine computes."""
+    for index, name in enumerate(names):
+        f = entity.fields.get(name)
+        if name == flow.status_field:
+            why = T("它是流程的状态字段", "it is the flow's status field")
+        elif f is not None and (f.computed or f.kind == "autonumber"):
+            why = T("它由系统计算", "the engine computes it")
+        else:
+            continue
+        yield Problem(
+            ctx.at((*path, "editable", index), fallback),
+            T(
+                f"审批人不能修改 '{name}'：{why.zh}",
+                f"approvers cannot edit '{name}': {why.en}",
+            ),
+            T("从 editable 中去掉它", "remove it from editable"),
+        )
 
 
 def _set_fields(
@@ -633,10 +697,16 @@ def _set_fields(
 
 
 def _notify(
-    ctx: Context, entity: Entity, names: Iterable[str], path: Path, fallback: Location
+    ctx: Context,
+    entity: Entity,
+    names: Iterable[str],
+    path: Path,
+    fallback: Location,
+    *,
+    start: int = 0,
 ) -> Iterator[Problem]:
     choices = set(ctx.blueprint.roles) | ctx.user_fields(entity) | NOTIFY_SPECIAL
-    for index, name in enumerate(names):
+    for index, name in enumerate(names, start):
         if name not in choices:
             yield Problem(
                 ctx.at((*path, index), fallback),
@@ -851,9 +921,114 @@ def automations(ctx: Context) -> Iterator[Problem]:
                     ctx, target, params.get("values", {}), (*apath, "values"), action.location
                 )
             elif action.kind == "notify":
-                yield from _notify(
+                yield from _recipients(
                     ctx, entity, params.get("to", ()), (*apath, "to"), action.location
                 )
+                yield from _message(
+                    ctx, entity, params.get("message"), (*apath, "message"), action.location
+                )
+            elif action.kind == "webhook":
+                yield from _webhook_url(ctx, params.get("url"), (*apath, "url"), action.location)
+            if action.kind == "set" and auto.on == "delete":
+                yield _problem(
+                    ctx.at((*path, "actions", index), action.location),
+                    "删除后记录已不存在，不能 set 它的字段",
+                    "a deleted record has no fields to set",
+                    T(
+                        "on: delete 时改用 create、notify 或 webhook",
+                        "on: delete, use create, notify or webhook",
+                    ),
+                )
+
+
+#: The built-in role an automation may notify besides the blueprint's roles.
+ADMIN_RECIPIENT = "admin"
+
+
+def _recipients(
+    ctx: Context, entity: Entity, recipients: Iterable[Any], path: Path, fallback: Location
+) -> Iterator[Problem]:
+    """``notify: to:`` entries: roles, user fields, submitter/approvers, manager_of, users."""
+    users = ctx.user_fields(entity)
+    for index, recipient in enumerate(recipients):
+        if not isinstance(recipient, Recipient):
+            continue
+        where = ctx.at((*path, index), recipient.location)
+        if recipient.name is not None:
+            if recipient.name != ADMIN_RECIPIENT:
+                yield from _notify(ctx, entity, [recipient.name], path, where, start=index)
+        elif recipient.manager_of is not None:
+            name = recipient.manager_of
+            mwhere = ctx.at((*path, index, "manager_of"), where)
+            if name not in ctx.field_names(entity):
+                yield _unknown(mwhere, _FIELD, name, sorted(users), _of_entity(entity.name))
+            elif name not in users:
+                yield _problem(
+                    mwhere,
+                    f"'{name}' 不是用户字段",
+                    f"'{name}' is not a user field",
+                    T(
+                        "manager_of 要写 user 类型的字段，如 owner",
+                        "manager_of needs a user field, e.g. owner",
+                    ),
+                )
+
+
+def _message(
+    ctx: Context, entity: Entity, message: Any, path: Path, fallback: Location
+) -> Iterator[Problem]:
+    """``{field}`` placeholders of a notify message name the entity's fields."""
+    if not isinstance(message, Text):
+        return
+    known = ctx.field_names(entity)
+    where = ctx.at(path, fallback)
+    for text in dict.fromkeys(t for t in (message.zh, message.en) if t):
+        try:
+            found = placeholders(text)
+        except ValueError:
+            yield _problem(
+                where,
+                f"消息中的花括号不成对：{text}",
+                f"unbalanced braces in the message: {text}",
+                T(
+                    "占位符写作 {字段名}；要显示花括号本身写 {{ 或 }}",
+                    "write a placeholder as {field}; write {{ or }} for a brace itself",
+                ),
+            )
+            continue
+        for name in found:
+            if not is_plain_name(name):
+                yield _problem(
+                    where,
+                    f"占位符 {{{name}}} 只能是字段名",
+                    f"the placeholder {{{name}}} must be a plain field name",
+                    T(
+                        "写 {字段名}，不能写属性、下标或格式",
+                        "write {field}: no attributes, indexes or formats",
+                    ),
+                )
+            elif name not in known:
+                yield _unknown(where, _FIELD, name, known, _of_entity(entity.name))
+
+
+def _webhook_url(ctx: Context, url: Any, path: Path, fallback: Location) -> Iterator[Problem]:
+    """A webhook URL written as a literal bad address is refused before it is ever sent."""
+    if not isinstance(url, str) or not url:
+        return
+    found = literal_problem(url)
+    if found is None:
+        return
+    severity, message = found
+    yield Problem(
+        ctx.at(path, fallback),
+        message,
+        T(
+            "webhook 只发往公网地址；内网接收方需在设置 FORMFLOW_WEBHOOK_ALLOW_HOSTS 中写明",
+            "webhooks go to public addresses only; an internal receiver must be named in "
+            "the FORMFLOW_WEBHOOK_ALLOW_HOSTS setting",
+        ),
+        severity=severity,
+    )
 
 
 # The formula checks (compile every formula, then look for cycles) live in their

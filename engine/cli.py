@@ -134,11 +134,13 @@ def _register_commands() -> None:
     from engine.commands.migrate import migrate_command
     from engine.commands.serve import serve_command
     from engine.commands.users import token_group, user_group
+    from engine.commands.worker import worker_command
 
     main.add_command(migrate_command)
     main.add_command(serve_command)
     main.add_command(user_group)
     main.add_command(token_group)
+    main.add_command(worker_command)
 
 
 _register_commands()

@@ -146,11 +146,52 @@ class Conflict(FormflowError):
         self.details = details
 
 
-class TransitionNotAllowed(FormflowError):
+class FlowError(FormflowError):
+    """An approval-flow action cannot be done (see :mod:`engine.flows`)."""
+
+    http_status = 409
+    default_message = Text(zh="审批操作无法完成", en="The approval action cannot be done")
+
+    def __init__(self, message: Text | str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class TransitionNotAllowed(FlowError):
     http_status = 409
     default_message = Text(
         zh="当前状态不允许此操作", en="This action is not allowed in the current state"
     )
+
+
+class AlreadyDecided(FlowError):
+    """The task or step was decided already (by someone else, or by you): says who and when."""
+
+    http_status = 409
+    default_message = Text(zh="已经审批过了", en="This was already decided")
+
+
+class NoApprovers(FlowError):
+    """A flow step resolved to nobody when the record was submitted."""
+
+    http_status = 422
+    default_message = Text(zh="审批步骤没有审批人", en="A step has no approvers")
+
+
+class RecordLocked(Conflict):
+    """The record is pending approval and its flow locks it against edits."""
+
+    http_status = 409
+    default_message = Text(
+        zh="记录审批中，已锁定，不能修改", en="The record is pending approval and locked"
+    )
+
+
+class SettingInvalid(FormflowError):
+    """A runtime setting (``FORMFLOW_SMTP_PORT`` ...) has a value the engine cannot use."""
+
+    http_status = 500
+    default_message = Text(zh="设置无效", en="A setting is invalid")
 
 
 class ImportFailed(FormflowError):

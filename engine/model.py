@@ -326,6 +326,22 @@ class Dashboard:
 
 
 @dataclass(frozen=True)
+class Recipient:
+    """One entry of an automation's ``notify: to:`` list; exactly one source is set.
+
+    ``name``: a role, a user field of the record (``owner`` ...), ``submitter``
+    or ``approvers``; ``manager_of``: a user field whose manager (``levels``
+    up) is told; ``users``: named users.
+    """
+
+    name: str | None = None
+    manager_of: str | None = None
+    levels: int = 1
+    users: tuple[str, ...] = ()
+    location: Location = dataclasses.field(default_factory=Location)
+
+
+@dataclass(frozen=True)
 class AutomationAction:
     kind: str  # set | create | notify | webhook
     params: Mapping[str, Any] = dataclasses.field(default_factory=lambda: EMPTY_MAP)

@@ -20,7 +20,21 @@ Input rules (documented for API clients):
 * a ``file`` field (or child-table column) takes a *new* key only from the user
   who uploaded it, for that entity and field (``ff_uploads``, see
   :mod:`engine.uploads`); an unchanged key is no change. Only the engine itself
-  (``SYSTEM``) may set any key.
+  (``SYSTEM``) may set any key;
+* while a record is pending in a flow with ``lock_while_pending``, updates and
+  deletes are refused (:class:`engine.errors.RecordLocked`) except from the
+  vias in :data:`LOCK_EXEMPT_VIAS`;
+* ``via="flow"`` writes come from :class:`engine.flows.FlowService`, which has
+  already authorised the actor for the flow action (the approver of the task,
+  the submitter): the record service does not check their record permissions
+  or field locks again, and validates everything else as usual.
+
+Events: with an :class:`engine.events.EventBus`, :meth:`RecordService.create`,
+:meth:`~RecordService.update` and :meth:`~RecordService.delete` emit
+``created`` / ``updated`` / ``deleted`` after the write, inside its
+transaction (``create_many`` emits none; see :mod:`engine.events`). Each of the
+three takes ``conn`` to take part in a caller's transaction (a flow action, an
+automation run by a listener) and ``depth``, passed on in the event.
 """
 
 from __future__ import annotations
@@ -42,7 +56,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.errors import Conflict, ExpressionError, NotFound, PermissionDenied, RecordInvalid
+from engine.errors import (
+    Conflict,
+    ExpressionError,
+    NotFound,
+    PermissionDenied,
+    RecordInvalid,
+    RecordLocked,
+)
+from engine.events import Event, EventBus
 from engine.expressions import EvalContext
 from engine.fields import FieldKind, FieldValueError, kind_of
 from engine.fields import autonumber as autonumber_kind
@@ -51,11 +73,15 @@ from engine.i18n import T, Text
 from engine.model import Blueprint, Entity, Field
 from engine.storage.database import is_sqlite, writer
 from engine.storage.query import DEFAULT_COUNT_CAP, Page, Query, run_query
-from engine.storage.schema import EntityTable, Schema, normalise_unique
+from engine.storage.schema import FLOW_RUNS_TABLE, EntityTable, Schema, normalise_unique
 
 #: Keys a client may send back that the engine owns; silently ignored.
 IGNORED_KEYS = frozenset({"id", "created_at", "created_by", "updated_at", "updated_by"})
 VIA = ("form", "api", "import", "flow", "automation", "system")
+#: Writes that may change a record while its flow locks it (``lock_while_pending``):
+#: the flow itself, the engine, and the blueprint's own automations (an automation
+#: on "submitted" that stamps a field is part of the process, not an edit).
+LOCK_EXEMPT_VIAS = frozenset({"flow", "system", "automation"})
 RECORD_ERROR = "_record"
 #: Records per "import" audit row of a batch (keeps one record's history read small).
 IMPORT_AUDIT_CHUNK = 1000
@@ -68,6 +94,11 @@ MSG_REF_MISSING = T(
 )
 MSG_OWNER = T("无权指定负责人", "you may not set the owner")
 MSG_STATUS = T("状态只能由审批流程修改", "the status is changed by the approval flow only")
+MSG_FLOW_LOCKED = T(
+    "记录正在审批（{flow}，{who} 于 {at} 提交），审批结束或撤回前不能修改",
+    "the record is pending approval ({flow}, submitted by {who} at {at}) and cannot be "
+    "changed until the flow ends or is recalled",
+)
 MSG_LOCKED = T("你无权修改此字段", "you may not change this field")
 MSG_READONLY = T("此字段当前为只读", "this field is read-only now")
 MSG_ROW_FORGED = T("第 {n} 行不属于此记录", "row {n} does not belong to this record")
@@ -416,8 +447,10 @@ class RecordService:
         owner_policy: Callable[[Actor, Entity, str], bool] | None = None,
         access: AccessPolicy | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        events: EventBus | None = None,
     ) -> None:
         self.blueprint = blueprint
+        self.events = events
         self.schema = schema
         self.engine = engine
         self.write_engine = writer(engine)
@@ -451,9 +484,14 @@ class RecordService:
             )
             for name, e in blueprint.entities.items()
         }
+
         self._status_fields: dict[str, set[str]] = defaultdict(set)
+        #: entity -> flows that lock its records while pending
+        self._locking_flows: dict[str, list[str]] = defaultdict(list)
         for flow in blueprint.flows.values():
             self._status_fields[flow.entity].add(flow.status_field)
+            if flow.lock_while_pending:
+                self._locking_flows[flow.entity].append(flow.name)
         self._plans: dict[str, _EntityPlan] = {}
         self._monotonic = monotonic
         # (entity, filters, search, hidden, actor, cap) -> (when, count, capped, estimated)
@@ -608,7 +646,7 @@ class RecordService:
         (flows, automations, imports and the engine set them), plus those their roles
         hide or make read-only."""
         locked = self._readonly[entity] if via in ("form", "api") else frozenset()
-        if self.access is None or actor.is_system:
+        if self.access is None or actor.is_system or via == "flow":
             return locked
         return (
             locked
@@ -621,6 +659,17 @@ class RecordService:
     ) -> None:
         if self.access is not None and not self.access.can_create(actor, entity, values):
             raise PermissionDenied()
+
+    def load(
+        self, conn: Connection, entity: str, record_id: Any, *, for_update: bool = False
+    ) -> Record:
+        """One whole record read in the caller's transaction, without permission checks.
+
+        For services that authorise their actors themselves (flows, automations);
+        ``for_update`` locks the row on PostgreSQL (SQLite's write transaction
+        already excludes other writers). NotFound when there is no such record.
+        """
+        return self._load(conn, self._et(entity), record_id, for_update=for_update)
 
     def get(self, entity: str, record_id: Any, *, actor: Actor = SYSTEM) -> Record:
         """One record, if ``actor`` may read it (NotFound otherwise)."""
@@ -1463,14 +1512,29 @@ class RecordService:
         actor: Actor = SYSTEM,
         via: str = "api",
         idempotency_key: str | None = None,
+        conn: Connection | None = None,
+        depth: int = 0,
     ) -> Record:
         """Validate and store a new record; all problems come back in one RecordInvalid.
 
         With an ``idempotency_key``, a retry returns the first record instead of a
         second one, also when the two requests race (the loser's write is undone).
+        With ``conn`` the write takes part in the caller's transaction (under a
+        savepoint, so a refused write leaves that transaction usable) and commits
+        with it. ``depth`` is passed on in the ``created`` event.
         """
+        if conn is not None:
+            try:
+                with conn.begin_nested():
+                    return self._create_in(
+                        conn, self._et(entity), data, actor, via, idempotency_key, depth, own=False
+                    )
+            except _IdempotentReplay as exc:  # the key was taken within the caller's transaction
+                raise exc.failure or Conflict(
+                    T("幂等键已被使用", "the idempotency key is already used")
+                ) from None
         try:
-            return self._create(entity, data, actor, via, idempotency_key)
+            return self._create(entity, data, actor, via, idempotency_key, depth)
         except (_IdempotentReplay, RecordInvalid) as exc:
             # A racing twin may have committed while this one ran (its record then
             # looks like a duplicate here): if the key is taken now, that is the answer.
@@ -1492,70 +1556,90 @@ class RecordService:
         actor: Actor,
         via: str,
         idempotency_key: str | None,
+        depth: int = 0,
     ) -> Record:
         et = self._et(entity)
         self._may_create(actor, entity)
         with self.write_engine.begin() as conn:
-            if idempotency_key:
-                existing = self._idempotent(conn, et, idempotency_key)
-                if existing is not None:
-                    return self._shown(self._checked(existing, actor, "read"), actor)
-            errors = _Errors()
-            plan = self._plan(et)
-            values, tables, owner, warnings, ctx = self._prepare(
-                et, plan, data, actor, via, None, errors
-            )
-            self._may_create(actor, entity, {**values, **tables, "owner": owner})
-            self._validate(plan, values, tables, ctx, errors, actor)
-            self._check_refs(conn, et.entity, values, tables, errors, actor)
-            self._check_uploads(conn, entity, values, tables, None, errors, actor)
-            self._check_unique(conn, et, values, None, errors)
-            errors.raise_if_any()
-            now = self.clock()
-            self._allocate_autonumbers(conn, et, values, now)
-            row = self._storage_row(plan, values)
-            row.update(
-                version=1,
-                owner=owner,
-                created_at=now,
-                created_by=actor.name,
-                updated_at=now,
-                updated_by=actor.name,
-            )
-            try:
-                result = conn.execute(et.table.insert(), row)
-            except sa.exc.IntegrityError:
+            return self._create_in(conn, et, data, actor, via, idempotency_key, depth, own=True)
+
+    def _create_in(
+        self,
+        conn: Connection,
+        et: EntityTable,
+        data: Mapping[str, Any],
+        actor: Actor,
+        via: str,
+        idempotency_key: str | None,
+        depth: int,
+        *,
+        own: bool,
+    ) -> Record:
+        """The create inside a transaction; ``own``: this call began it (may roll it back)."""
+        entity = et.entity.name
+        if not own:
+            self._may_create(actor, entity)
+        if idempotency_key:
+            existing = self._idempotent(conn, et, idempotency_key)
+            if existing is not None:
+                return self._shown(self._checked(existing, actor, "read"), actor)
+        errors = _Errors()
+        plan = self._plan(et)
+        values, tables, owner, warnings, ctx = self._prepare(
+            et, plan, data, actor, via, None, errors
+        )
+        self._may_create(actor, entity, {**values, **tables, "owner": owner})
+        self._validate(plan, values, tables, ctx, errors, actor)
+        self._check_refs(conn, et.entity, values, tables, errors, actor)
+        self._check_uploads(conn, entity, values, tables, None, errors, actor)
+        self._check_unique(conn, et, values, None, errors)
+        errors.raise_if_any()
+        now = self.clock()
+        self._allocate_autonumbers(conn, et, values, now)
+        row = self._storage_row(plan, values)
+        row.update(
+            version=1,
+            owner=owner,
+            created_at=now,
+            created_by=actor.name,
+            updated_at=now,
+            updated_by=actor.name,
+        )
+        try:
+            result = conn.execute(et.table.insert(), row)
+        except sa.exc.IntegrityError:
+            if own:
                 conn.rollback()
-                failure = self._integrity_error(et, values)
-                if idempotency_key:  # perhaps the same request, committed a moment ago
-                    raise _IdempotentReplay(failure) from None
-                raise failure from None
-            record_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-            child_changes = self._write_children(conn, et, record_id, tables, None)
-            changes = {k: [None, v] for k, v in values.items() if v is not None}
-            if owner is not None:
-                changes["owner"] = [None, owner]
-            changes.update(child_changes)
-            self._audit(
-                conn,
-                entity=entity,
-                record_id=record_id,
-                action="create",
-                via=via,
-                version=1,
-                actor=actor,
-                changes=changes,
-                at=now,
-            )
-            if idempotency_key:
-                try:
-                    conn.execute(
-                        self.schema.idempotency.insert().values(
-                            key=idempotency_key, entity=entity, record_id=record_id, created_at=now
-                        )
+            failure = self._integrity_error(et, values)
+            if idempotency_key:  # perhaps the same request, committed a moment ago
+                raise _IdempotentReplay(failure) from None
+            raise failure from None
+        record_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        child_changes = self._write_children(conn, et, record_id, tables, None)
+        changes = {k: [None, v] for k, v in values.items() if v is not None}
+        if owner is not None:
+            changes["owner"] = [None, owner]
+        changes.update(child_changes)
+        self._audit(
+            conn,
+            entity=entity,
+            record_id=record_id,
+            action="create",
+            via=via,
+            version=1,
+            actor=actor,
+            changes=changes,
+            at=now,
+        )
+        if idempotency_key:
+            try:
+                conn.execute(
+                    self.schema.idempotency.insert().values(
+                        key=idempotency_key, entity=entity, record_id=record_id, created_at=now
                     )
-                except sa.exc.IntegrityError:
-                    raise _IdempotentReplay() from None  # undoes this transaction
+                )
+            except sa.exc.IntegrityError:
+                raise _IdempotentReplay() from None  # undoes this transaction
         record = Record(
             entity=entity,
             id=record_id,
@@ -1569,6 +1653,21 @@ class RecordService:
             updated_by=actor.name,
             warnings=warnings,
         )
+        if self.events is not None:
+            self.events.emit(
+                Event(
+                    kind="created",
+                    entity=entity,
+                    record_id=record_id,
+                    actor=actor,
+                    conn=conn,
+                    record=record,
+                    prior=None,
+                    changes=changes,
+                    depth=depth,
+                    via=via,
+                )
+            )
         return self._shown(record, actor)
 
     def _idempotent(self, conn: Connection, et: EntityTable, key: str) -> Record | None:
@@ -1637,77 +1736,125 @@ class RecordService:
         version: int | None = None,
         actor: Actor = SYSTEM,
         via: str = "api",
+        conn: Connection | None = None,
+        depth: int = 0,
     ) -> Record:
         """Apply changes to a record whose current version is ``version``.
 
         A stale version raises :class:`Conflict` naming who changed it and when;
-        nothing is overwritten silently.
+        nothing is overwritten silently. A record its flow locks while pending is
+        :class:`RecordLocked` unless ``via`` is in :data:`LOCK_EXEMPT_VIAS`. With
+        ``conn`` the write takes part in the caller's transaction (under a
+        savepoint); ``depth`` is passed on in the ``updated`` event.
         """
         et = self._et(entity)
         if version is None and data.get("version") is not None:
             version = data["version"]
-        with self.write_engine.begin() as conn:
-            prior = self._checked(self._load(conn, et, record_id, for_update=True), actor, "update")
-            if version is None:
-                raise Conflict(
-                    T("更新需提供记录版本", "an update must name the record version"),
-                    current_version=prior.version,
+        if conn is not None:
+            with conn.begin_nested():
+                return self._update_in(
+                    conn, et, record_id, data, version, actor, via, depth, own=False
                 )
-            try:
-                expected = int(version)
-            except (TypeError, ValueError):
-                expected = -1
-            if expected != prior.version:
-                raise self._conflict(prior)
-            errors = _Errors()
-            plan = self._plan(et)
-            values, tables, owner, warnings, ctx = self._prepare(
-                et, plan, data, actor, via, prior, errors
+        with self.write_engine.begin() as own_conn:
+            return self._update_in(
+                own_conn, et, record_id, data, version, actor, via, depth, own=True
             )
-            self._validate(plan, values, tables, ctx, errors, actor, prior)
-            self._check_refs(conn, et.entity, values, tables, errors, actor)
-            self._check_uploads(conn, entity, values, tables, prior, errors, actor)
-            self._check_unique(conn, et, values, prior.id, errors)
-            errors.raise_if_any()
-            changes: dict[str, Any] = {
-                k: [prior.values.get(k), v] for k, v in values.items() if prior.values.get(k) != v
-            }
-            if owner != prior.owner:
-                changes["owner"] = [prior.owner, owner]
-            now = self.clock()
-            child_changes = self._write_children(conn, et, prior.id, tables, prior)
-            changes.update(child_changes)
-            if not changes:
-                return self._shown(prior, actor)
-            row = self._storage_row(plan, values)
-            row.update(
-                version=prior.version + 1, owner=owner, updated_at=now, updated_by=actor.name
+
+    def _update_in(
+        self,
+        conn: Connection,
+        et: EntityTable,
+        record_id: Any,
+        data: Mapping[str, Any],
+        version: Any,
+        actor: Actor,
+        via: str,
+        depth: int,
+        *,
+        own: bool,
+    ) -> Record:
+        """The update inside a transaction; ``own``: this call began it (may roll it back)."""
+        entity = et.entity.name
+        prior = self._load(conn, et, record_id, for_update=True)
+        if via != "flow":  # the flow service authorised its actor already
+            prior = self._checked(prior, actor, "update")
+        self._check_flow_lock(conn, entity, prior.id, via)
+        if version is None:
+            raise Conflict(
+                T("更新需提供记录版本", "an update must name the record version"),
+                current_version=prior.version,
             )
-            try:
-                result = conn.execute(
-                    et.table.update()
-                    .where(et.table.c.id == prior.id, et.table.c.version == prior.version)
-                    .values(**row)
+        try:
+            expected = int(version)
+        except (TypeError, ValueError):
+            expected = -1
+        if expected != prior.version:
+            raise self._conflict(prior)
+        errors = _Errors()
+        plan = self._plan(et)
+        values, tables, owner, warnings, ctx = self._prepare(
+            et, plan, data, actor, via, prior, errors
+        )
+        self._validate(plan, values, tables, ctx, errors, actor, prior)
+        self._check_refs(conn, et.entity, values, tables, errors, actor)
+        self._check_uploads(conn, entity, values, tables, prior, errors, actor)
+        self._check_unique(conn, et, values, prior.id, errors)
+        errors.raise_if_any()
+        changes: dict[str, Any] = {
+            k: [prior.values.get(k), v] for k, v in values.items() if prior.values.get(k) != v
+        }
+        if owner != prior.owner:
+            changes["owner"] = [prior.owner, owner]
+        now = self.clock()
+        child_changes = self._write_children(conn, et, prior.id, tables, prior)
+        changes.update(child_changes)
+        if not changes:
+            return self._shown(prior, actor)
+        row = self._storage_row(plan, values)
+        row.update(version=prior.version + 1, owner=owner, updated_at=now, updated_by=actor.name)
+        try:
+            result = conn.execute(
+                et.table.update()
+                .where(et.table.c.id == prior.id, et.table.c.version == prior.version)
+                .values(**row)
+            )
+        except sa.exc.IntegrityError:
+            if own:
+                conn.rollback()
+            raise self._integrity_error(et, values) from None
+        if result.rowcount != 1:
+            if not own:
+                raise self._conflict(self._load(conn, et, prior.id))
+            conn.rollback()
+            with self.engine.connect() as fresh:
+                raise self._conflict(self._load(fresh, et, prior.id))
+        self._audit(
+            conn,
+            entity=entity,
+            record_id=prior.id,
+            action="update",
+            via=via,
+            version=prior.version + 1,
+            actor=actor,
+            changes=changes,
+            at=now,
+        )
+        record = self._load(conn, et, prior.id)
+        if self.events is not None:
+            self.events.emit(
+                Event(
+                    kind="updated",
+                    entity=entity,
+                    record_id=prior.id,
+                    actor=actor,
+                    conn=conn,
+                    record=record,
+                    prior=prior,
+                    changes=changes,
+                    depth=depth,
+                    via=via,
                 )
-            except sa.exc.IntegrityError:
-                conn.rollback()
-                raise self._integrity_error(et, values) from None
-            if result.rowcount != 1:
-                conn.rollback()
-                with self.engine.connect() as fresh:
-                    raise self._conflict(self._load(fresh, et, prior.id))
-            self._audit(
-                conn,
-                entity=entity,
-                record_id=prior.id,
-                action="update",
-                via=via,
-                version=prior.version + 1,
-                actor=actor,
-                changes=changes,
-                at=now,
             )
-            record = self._load(conn, et, prior.id)
         record.warnings = warnings
         return self._shown(record, actor)
 
@@ -1734,41 +1881,111 @@ class RecordService:
         version: int | None = None,
         actor: Actor = SYSTEM,
         via: str = "api",
+        conn: Connection | None = None,
+        depth: int = 0,
     ) -> None:
-        """Delete a record (and its child rows); refused while other records reference it."""
+        """Delete a record (and its child rows); refused while other records reference it.
+
+        Refused as :class:`RecordLocked` while its flow locks it (see :meth:`update`).
+        With ``conn`` it takes part in the caller's transaction (under a savepoint).
+        """
         et = self._et(entity)
-        with self.write_engine.begin() as conn:
-            prior = self._checked(self._load(conn, et, record_id, for_update=True), actor, "delete")
-            if version is not None and int(version) != prior.version:
-                raise self._conflict(prior)
-            errors = _Errors()
-            for other in self.blueprint.entities.values():
-                for f in other.fields.values():
-                    if f.kind == "ref" and f.to == entity and f.on_delete == "restrict":
-                        ot = self.schema.entity(other.name)
-                        count = conn.execute(
-                            sa.select(sa.func.count())
-                            .select_from(ot.table)
-                            .where(ot.columns[f.name] == prior.id)
-                        ).scalar_one()
-                        if count:
-                            msg = _per_language(MSG_REFERENCED, count=count, entity=other.label)
-                            errors.add(RECORD_ERROR, msg)
-            errors.raise_if_any()
-            now = self.clock()
-            old = {k: [v, None] for k, v in prior.values.items() if v is not None}
-            conn.execute(et.table.delete().where(et.table.c.id == prior.id))
-            self._audit(
-                conn,
-                entity=entity,
-                record_id=prior.id,
-                action="delete",
-                via=via,
-                version=prior.version + 1,
-                actor=actor,
-                changes=old,
-                at=now,
+        if conn is not None:
+            with conn.begin_nested():
+                self._delete_in(conn, et, record_id, version, actor, via, depth)
+            return
+        with self.write_engine.begin() as own_conn:
+            self._delete_in(own_conn, et, record_id, version, actor, via, depth)
+
+    def _delete_in(
+        self,
+        conn: Connection,
+        et: EntityTable,
+        record_id: Any,
+        version: int | None,
+        actor: Actor,
+        via: str,
+        depth: int,
+    ) -> None:
+        entity = et.entity.name
+        prior = self._checked(self._load(conn, et, record_id, for_update=True), actor, "delete")
+        self._check_flow_lock(conn, entity, prior.id, via)
+        if version is not None and int(version) != prior.version:
+            raise self._conflict(prior)
+        errors = _Errors()
+        for other in self.blueprint.entities.values():
+            for f in other.fields.values():
+                if f.kind == "ref" and f.to == entity and f.on_delete == "restrict":
+                    ot = self.schema.entity(other.name)
+                    count = conn.execute(
+                        sa.select(sa.func.count())
+                        .select_from(ot.table)
+                        .where(ot.columns[f.name] == prior.id)
+                    ).scalar_one()
+                    if count:
+                        msg = _per_language(MSG_REFERENCED, count=count, entity=other.label)
+                        errors.add(RECORD_ERROR, msg)
+        errors.raise_if_any()
+        now = self.clock()
+        old = {k: [v, None] for k, v in prior.values.items() if v is not None}
+        conn.execute(et.table.delete().where(et.table.c.id == prior.id))
+        self._audit(
+            conn,
+            entity=entity,
+            record_id=prior.id,
+            action="delete",
+            via=via,
+            version=prior.version + 1,
+            actor=actor,
+            changes=old,
+            at=now,
+        )
+        if self.events is not None:
+            self.events.emit(
+                Event(
+                    kind="deleted",
+                    entity=entity,
+                    record_id=prior.id,
+                    actor=actor,
+                    conn=conn,
+                    record=None,
+                    prior=prior,
+                    changes=old,
+                    depth=depth,
+                    via=via,
+                )
             )
+
+    def _check_flow_lock(self, conn: Connection, entity: str, record_id: int, via: str) -> None:
+        """Refuse a write to a record pending in a flow that locks it (see the module doc)."""
+        flows = self._locking_flows.get(entity)
+        if not flows or via in LOCK_EXEMPT_VIAS:
+            return
+        runs = self.schema.metadata.tables[FLOW_RUNS_TABLE]
+        row = conn.execute(
+            sa.select(runs.c.flow, runs.c.submitted_by, runs.c.submitted_at)
+            .where(
+                runs.c.entity == entity,
+                runs.c.record_id == record_id,
+                runs.c.state == "pending",
+                runs.c.flow.in_(flows),
+            )
+            .limit(1)
+        ).first()
+        if row is None:
+            return
+        at = row.submitted_at.isoformat(timespec="seconds") if row.submitted_at else "?"
+        raise RecordLocked(
+            _per_language(
+                MSG_FLOW_LOCKED,
+                flow=self.blueprint.flows[row.flow].label or Text.of(row.flow),
+                who=row.submitted_by or "-",
+                at=at,
+            ),
+            flow=row.flow,
+            submitted_by=row.submitted_by,
+            submitted_at=at,
+        )
 
     @_in_business_timezone
     def create_many(

@@ -738,3 +738,96 @@ def test_a_record_scope_must_translate_to_sql(tmp_path: Path) -> None:
         f"{at(text, 'MOD')}: cannot be computed in the database: MOD; a record scope filters "
         "lists in the database: use only operators and functions the database computes"
     )
+
+
+# -- flows: what only the runtime would find otherwise ----------------------------------------
+
+
+def test_flow_edits_and_return_targets(tmp_path: Path) -> None:
+    text, problems = run(
+        tmp_path,
+        FLOW_ENTITY.replace(
+            "      reviewer: {type: user}\n",
+            "      reviewer: {type: user}\n      doubled: {type: formula, formula: total * 2}\n",
+        )
+        + """
+  approval:
+    entity: contract
+    status_field: status
+    steps:
+      first:
+        approvers: {role: rep}
+        editable: [total, status, doubled]
+        on_reject: {return_to: second}
+        on_approve: {return_to: submitter}
+      second:
+        approvers: {role: boss}
+        on_reject: {return_to: second}
+      third:
+        approvers: {role: boss}
+        on_reject: {return_to: first}
+    on_approved: {set: {status: approved}}
+""",
+    )
+    joined = "\n".join(problems)
+    for needle, message in [
+        ("status, ", "approvers cannot edit 'status': it is the flow's status field"),
+        ("doubled]", "approvers cannot edit 'doubled': the engine computes it"),
+        ("second}\n        on_approve", "step 'first' can only return to an earlier step"),
+        ("second}\n      third", "step 'second' can only return to an earlier step"),
+        ("submitter}", "return_to only applies to rejections"),
+        ("status: approved", "'status' is the flow's status field; the flow sets it itself"),
+    ]:
+        assert any(p.startswith(at(text, needle)) and message in p for p in problems), (
+            needle,
+            joined,
+        )
+    assert len(problems) == 6, problems
+
+
+def test_steps_that_can_never_run_are_reported(tmp_path: Path) -> None:
+    text, problems = run(
+        tmp_path,
+        FLOW_ENTITY
+        + """
+  approval:
+    entity: contract
+    status_field: status
+    submit_when: "total <= 0 and state != 'x'"
+    steps:
+      never: {when: "1 > 2", approvers: {role: rep}}
+      contradicts: {when: "total > 0", approvers: {role: rep}}
+      narrow: {when: "total >= 100000 and total < 50000", approvers: {role: rep}}
+      texts: {when: "state == 'a' and state == 'b'", approvers: {role: rep}}
+      same: {when: "state == 'x'", approvers: {role: rep}}
+      fine: {when: "total == 0 or total > 5", approvers: {role: rep}}
+      fine_too: {when: "state == 'a'", approvers: {role: rep}}
+  all_dead:
+    entity: contract
+    status_field: status
+    steps:
+      only: {when: "false", approvers: {role: rep}}
+""",
+    )
+    warnings = [p for p in problems if "never runs" in p or "every step" in p]
+    assert len(warnings) == len(problems) == 7, problems
+    for needle, message in [
+        ("1 > 2", "step 'never' never runs: its when is never true"),
+        (
+            'total > 0"',
+            "step 'contradicts' never runs: its when contradicts the flow's submit_when",
+        ),
+        ("total >= 100000", "step 'narrow' never runs: its when is never true"),
+        ("state == 'a' and", "step 'texts' never runs: its when is never true"),
+        ("state == 'x'\"", "step 'same' never runs: its when contradicts the flow's submit_when"),
+        ('"false"', "step 'only' never runs: its when is never true"),
+    ]:
+        where = at(text, needle)
+        line, column = where.split(":")
+        near = f"{line}:{int(column) + 1}"  # the location is the formula's first character
+        assert any(
+            (p.startswith(where) or p.startswith(near)) and message in p for p in problems
+        ), (needle, problems)
+    assert any("every step of flow 'all_dead' is skipped" in p for p in problems)
+    report = diagnose(tmp_path / "blueprint.yaml")
+    assert {p.severity for p in report.problems} == {"warning"}

@@ -581,7 +581,7 @@ def test_minimal_blueprint_model() -> None:
     assert flow.remind_after == timedelta(hours=48)
     assert isinstance(flow.on_approved.set["signed_on"], Formula)
     assert bp.automations["remind"].offset == timedelta(days=-1)
-    assert bp.automations["remind"].actions[0].params["to"] == ("owner",)
+    assert [r.name for r in bp.automations["remind"].actions[0].params["to"]] == ["owner"]
     assert bp.dashboards["overview"].widgets[1].by == ("month",)
     assert len(bp.digest) == 64
 

@@ -204,8 +204,12 @@ def varchar_length(engine: Engine, table: str, column: str) -> int | None:
 
 SYSTEM_TABLES = {
     "ff_audit",
+    "ff_flow_runs",
+    "ff_flow_tasks",
     "ff_idempotency",
+    "ff_jobs",
     "ff_meta",
+    "ff_notifications",
     "ff_sequences",
     "ff_tokens",
     "ff_uploads",
@@ -216,6 +220,37 @@ V1 = B(E("customer", F("name", max_length=200), F("fax")))
 
 
 # --------------------------------------------------------------------------- new databases
+
+
+def test_a_new_system_table_is_added_to_an_existing_database(
+    make_engine: Callable[[], Engine],
+) -> None:
+    """A database made before ff_jobs / ff_flow_* / ff_notifications existed gets them."""
+    bp = V1
+    older = build_schema(bp)
+    newer = ("ff_flow_tasks", "ff_flow_runs", "ff_jobs", "ff_notifications")
+    for name in newer:  # what an older engine built
+        older.metadata.remove(older.metadata.tables[name])
+    engine = make_engine()
+    initialise(engine, bp, older)
+    assert not tables(engine) & set(newer)
+    with pytest.raises(SchemaBehind):
+        ensure_current(engine, bp)
+    plan = plan_of(engine, bp)
+    assert {(c.kind, c.table, c.data_loss) for c in plan.changes} >= {
+        ("create_table", "ff_jobs", False),
+        ("create_table", "ff_flow_runs", False),
+        ("create_table", "ff_flow_tasks", False),
+        ("create_table", "ff_notifications", False),
+    }
+    apply_migration(engine, bp, build_schema(bp), plan)
+    assert tables(engine) >= set(newer)
+    ensure_current(engine, bp)
+    indexes = {i["name"] for i in sa.inspect(engine).get_indexes("ff_flow_tasks")}
+    assert "ix_ff_flow_tasks_inbox" in indexes
+    indexes = {i["name"] for i in sa.inspect(engine).get_indexes("ff_notifications")}
+    assert "ix_ff_notifications_user" in indexes
+    assert plan_of(engine, bp).changes == ()
 
 
 def test_initialise_creates_tables_and_records_state(make_engine: Callable[[], Engine]) -> None:
@@ -248,8 +283,12 @@ def test_initialise_creates_tables_and_records_state(make_engine: Callable[[], E
         ("create_table", "e_customer"),
         ("create_table", "e_customer__contacts"),
         ("create_table", "ff_audit"),
+        ("create_table", "ff_flow_runs"),
+        ("create_table", "ff_flow_tasks"),
         ("create_table", "ff_idempotency"),
+        ("create_table", "ff_jobs"),
         ("create_table", "ff_meta"),
+        ("create_table", "ff_notifications"),
         ("create_table", "ff_sequences"),
         ("create_table", "ff_tokens"),
         ("create_table", "ff_uploads"),
@@ -836,7 +875,7 @@ def test_new_unique_field_with_duplicate_values_is_blocked(engine: Engine) -> No
 
 def test_plan_writes_nothing(engine: Engine) -> None:
     plan = plan_of(engine, V1)
-    assert not plan.empty and len(plan.changes) == 8  # e_customer and 7 ff_ tables
+    assert not plan.empty and len(plan.changes) == 1 + len(SYSTEM_TABLES)
     assert tables(engine) == set()
     migrate(engine, V1)
     insert(engine, V1, "customer", name="Acme", fax="555")
@@ -989,7 +1028,7 @@ def test_command_plans_applies_and_refuses(engine: Engine, tmp_path: Path) -> No
 
     applied = runner.invoke(migrate_command, [str(path), "--db", url])
     assert applied.exit_code == 0, applied.output
-    assert applied.stdout.splitlines()[-1] == "Migrated: 8 changes, schema version 1."
+    assert applied.stdout.splitlines()[-1] == "Migrated: 12 changes, schema version 1."
     insert(engine, B(E("customer", F("name"), F("fax"))), "customer", name="Acme", fax="555")
 
     again = runner.invoke(migrate_command, [str(path), "--db", url, "--lang", "zh"])

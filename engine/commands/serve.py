@@ -1,14 +1,34 @@
-"""``formflow serve PATH [--db URL] [--host H] [--port P] [--workers N] [--dev] [--demo]``.
+"""``formflow serve PATH [--db URL] [--host H] [--port P] [--workers N] [--dev] [--demo]
+[--worker/--no-worker]``.
 
 Serves the web app with gunicorn (``--dev``: Flask's reloading dev server).
 Refuses to start when the database schema is behind the blueprint (run
 ``formflow migrate``), except with ``--demo`` on a SQLite file that does not
 exist yet: then the database is created, demo users and records are added
 (:mod:`engine.demo`) and the sign-in details are printed.
+
+The job worker (reminders, date triggers, mail, webhooks; see
+:mod:`engine.worker`) runs beside the server with ``--worker``, which is the
+default with ``--demo`` and ``--dev`` so a demo needs one command:
+
+* with ``--dev`` it is a daemon thread of the same process;
+* under gunicorn it is **one** child process (``formflow worker``) started
+  before the gunicorn master and stopped with it — not a thread in the master,
+  because gunicorn forks its web workers from the master and forking a process
+  that runs threads is unsafe, and not one per web worker, so there is exactly
+  one loop however many ``--workers`` serve pages. The child also exits when
+  the server process is gone.
+
+In production run ``formflow worker`` as a service of its own (as many as you
+like, on any hosts) and serve with ``--no-worker`` (the default without
+``--demo``/``--dev``).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +66,46 @@ def _gunicorn(app: Any, host: str, port: int, workers: int) -> None:
     _Server().run()
 
 
+def _worker_thread(blueprint: Any, url: str) -> None:
+    """The job worker in a daemon thread of this process (``--dev``)."""
+    from engine.runtime import build_runtime
+    from engine.storage.database import create_engine
+    from engine.worker import Worker, start_in_thread
+
+    runtime = build_runtime(blueprint, create_engine(url))
+    runtime.automations.schedule_sweep()
+    start_in_thread(Worker(runtime.jobs))
+
+
+def _worker_process(path: Path, url: str, lang: str) -> subprocess.Popen[bytes]:
+    """``formflow worker`` as a child process that exits with this one (gunicorn)."""
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from engine.cli import main; sys.exit(main())",
+        "worker",
+        str(path),
+        "--db",
+        url,
+        "--lang",
+        lang,
+        "--exit-with-parent",
+        str(os.getpid()),
+    ]
+    return subprocess.Popen(command)
+
+
+def _stop_process(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait(timeout=15)
+
+
 @click.command("serve")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -62,6 +122,12 @@ def _gunicorn(app: Any, host: str, port: int, workers: int) -> None:
 @click.option(
     "--demo", is_flag=True, help="On a new SQLite file: create it and add demo users and data."
 )
+@click.option(
+    "--worker/--no-worker",
+    "with_worker",
+    default=None,
+    help="Run the job worker beside the server (default: with --demo or --dev).",
+)
 @click.option("--lang", type=click.Choice(LANGUAGES), default=None, help="Language of messages.")
 def serve_command(
     path: Path,
@@ -71,6 +137,7 @@ def serve_command(
     workers: int,
     dev: bool,
     demo: bool,
+    with_worker: bool | None,
     lang: str | None,
 ) -> None:
     """Serve the blueprint at PATH in the browser."""
@@ -103,10 +170,18 @@ def serve_command(
         )
         for line in seeded:
             click.echo(line)
+        run_worker = with_worker if with_worker is not None else (demo or dev)
         if dev:
+            if run_worker:
+                _worker_thread(blueprint, url)
             app.run(host=host, port=port, debug=False, use_reloader=False)
         else:
-            _gunicorn(app, host, port, workers)
+            child = _worker_process(path, url, chosen) if run_worker else None
+            try:
+                _gunicorn(app, host, port, workers)
+            finally:
+                if child is not None:
+                    _stop_process(child)
     except SchemaBehind as exc:
         fail(exc.text, chosen, 1)
     except FormflowError as exc:

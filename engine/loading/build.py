@@ -24,8 +24,8 @@ The builder is defensive: it is also run on documents that failed the schema
 (to find more problems in one pass), so a value of the wrong type is skipped,
 never trusted. Automation action params, by action kind:
 ``set``: field -> value or Formula; ``create``: ``{"entity": str, "values":
-field -> value or Formula}``; ``notify``: ``{"to": tuple[str, ...], "message":
-Text}``; ``webhook``: ``{"url": str, "secret_env": str | None}``.
+field -> value or Formula}``; ``notify``: ``{"to": tuple[Recipient, ...],
+"message": Text}``; ``webhook``: ``{"url": str, "secret_env": str | None}``.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ from engine.model import (
     Kpi,
     ListView,
     Option,
+    Recipient,
     Role,
     Rule,
     Section,
@@ -529,6 +530,21 @@ class Builder:
             location=self.key_at(path),
         )
 
+    def recipient(self, raw: Any, path: Path) -> Recipient | None:
+        where = self.at(path)
+        name = _name(raw)
+        if name is not None:
+            return Recipient(name=name, location=where)
+        data = _map(raw)
+        if _str(data.get("manager_of")) is not None:
+            return Recipient(
+                manager_of=_str(data.get("manager_of")),
+                levels=_int(data.get("levels")) or 1,
+                location=where,
+            )
+        users = _names(data.get("users"))
+        return Recipient(users=users, location=where) if users else None
+
     def action_params(self, kind: str, raw: Any, path: Path) -> Mapping[str, Any]:
         data = _map(raw)
         if kind == "set":
@@ -541,7 +557,15 @@ class Builder:
                 }
             )
         if kind == "notify":
-            return frozen_map({"to": _names(data.get("to")), "message": _text(data.get("message"))})
+            to = tuple(
+                r
+                for r in (
+                    self.recipient(item, (*path, "to", index))
+                    for index, item in enumerate(_list(data.get("to")))
+                )
+                if r is not None
+            )
+            return frozen_map({"to": to, "message": _text(data.get("message"))})
         if kind == "webhook":
             return frozen_map(
                 {"url": _str(data.get("url")) or "", "secret_env": _str(data.get("secret_env"))}

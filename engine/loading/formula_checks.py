@@ -242,3 +242,8 @@ def _find_cycle(graph: Mapping[str, list[str]], start: str) -> list[str] | None:
                 seen.add(dep)
                 stack.append((dep, [*trail, dep]))
     return None
+
+
+# Steps that can never run read the compiled conditions: registered after the checks
+# above, whichever of engine.checks and this module was imported first.
+from engine.loading import flow_conditions as _flow_conditions  # noqa: E402, F401

@@ -200,6 +200,9 @@ def _system_tables(md: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sqlite_autoincrement=True,
     )
+    _job_table(md)
+    _flow_tables(md)
+    _notification_table(md)
     meta = sa.Table(
         "ff_meta",
         md,
@@ -214,6 +217,115 @@ def _system_tables(md: sa.MetaData) -> dict[str, sa.Table]:
         "meta": meta,
         "uploads": uploads,
     }
+
+
+#: The durable job queue (``engine.jobs``), looked up as ``schema.metadata.tables[JOBS_TABLE]``.
+JOBS_TABLE = "ff_jobs"
+#: One row per submission of a record to a flow (``engine.flows``).
+FLOW_RUNS_TABLE = "ff_flow_runs"
+#: One row per approver asked at a step of a run (``engine.flows``).
+FLOW_TASKS_TABLE = "ff_flow_tasks"
+
+
+#: In-app notifications (``engine.notifications``).
+NOTIFICATIONS_TABLE = "ff_notifications"
+
+
+def _notification_table(md: sa.MetaData) -> sa.Table:
+    """``ff_notifications``: one row per message to one user; ``read_at`` set = read."""
+    return sa.Table(
+        NOTIFICATIONS_TABLE,
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("user", sa.String(150), nullable=False),
+        sa.Column("kind", sa.String(40), nullable=False),
+        sa.Column("title", sa.JSON, nullable=False),  # {"zh": ..., "en": ...}
+        sa.Column("body", sa.JSON),  # {"zh": ..., "en": ...} or null
+        sa.Column("entity", sa.String(100)),
+        sa.Column("record_id", sa.BigInteger),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("read_at", UTCDateTime()),
+        sa.Index("ix_ff_notifications_user", "user", "read_at", "id"),
+        sqlite_autoincrement=True,
+    )
+
+
+def _job_table(md: sa.MetaData) -> sa.Table:
+    """``ff_jobs``: timers and outbox work, claimed by workers under a lease."""
+    return sa.Table(
+        JOBS_TABLE,
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(100), nullable=False),
+        sa.Column("due_at", UTCDateTime(), nullable=False),
+        sa.Column("payload", sa.JSON, nullable=False),
+        sa.Column("dedupe_key", sa.String(200), unique=True),
+        sa.Column("state", sa.String(20), nullable=False),  # pending|running|done|failed|cancelled
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("max_attempts", sa.Integer, nullable=False, default=5),
+        sa.Column("claimed_by", sa.String(200)),
+        sa.Column("claimed_until", UTCDateTime()),
+        sa.Column("last_error", sa.Text),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("done_at", UTCDateTime()),
+        sa.Index("ix_ff_jobs_due", "state", "due_at"),
+        sqlite_autoincrement=True,
+    )
+
+
+def _flow_tables(md: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """``ff_flow_runs`` and ``ff_flow_tasks``: the approval state of records."""
+    runs = sa.Table(
+        FLOW_RUNS_TABLE,
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("flow", sa.String(100), nullable=False),
+        sa.Column("entity", sa.String(100), nullable=False),
+        sa.Column("record_id", sa.BigInteger, nullable=False),
+        sa.Column("round", sa.Integer, nullable=False),
+        # pending | approved | rejected | recalled | returned
+        sa.Column("state", sa.String(20), nullable=False),
+        sa.Column("current_step", sa.String(100)),
+        sa.Column("submitted_by", sa.String(150)),
+        sa.Column("submitted_at", UTCDateTime(), nullable=False),
+        sa.Column("comment", sa.Text),
+        sa.Column("finished_at", UTCDateTime()),
+        sa.Column("finished_by", sa.String(150)),
+        sa.Column("version", sa.Integer, nullable=False, default=1),
+        sa.UniqueConstraint("entity", "record_id", "flow", "round", name="uq_ff_flow_runs_round"),
+        sa.Index("ix_ff_flow_runs_state", "entity", "state"),
+        sqlite_autoincrement=True,
+    )
+    tasks = sa.Table(
+        FLOW_TASKS_TABLE,
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column(
+            "run_id",
+            big_id(),
+            sa.ForeignKey(f"{FLOW_RUNS_TABLE}.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column("step", sa.String(100), nullable=False),
+        sa.Column("visit", sa.Integer, nullable=False),  # 1, then 2 after a return to it ...
+        sa.Column("approver", sa.String(150)),  # None for a skipped step
+        # waiting | open | approved | rejected | transferred | cancelled | skipped
+        sa.Column("state", sa.String(20), nullable=False),
+        sa.Column("origin", sa.String(20), nullable=False),  # resolved|added|transferred|escalated
+        sa.Column("parent_id", sa.BigInteger),  # the task this one was transferred/escalated from
+        sa.Column("added_by", sa.String(150)),
+        sa.Column("transferred_to", sa.String(150)),
+        sa.Column("comment", sa.Text),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("opened_at", UTCDateTime()),
+        sa.Column("decided_at", UTCDateTime()),
+        sa.Column("remind_at", UTCDateTime()),
+        sa.Column("due_at", UTCDateTime()),
+        sa.Index("ix_ff_flow_tasks_inbox", "approver", "state"),
+        sqlite_autoincrement=True,
+    )
+    return runs, tasks
 
 
 def _indexed_fields(blueprint: Blueprint, entity: Entity) -> set[str]:

@@ -33,6 +33,14 @@ Configuration (``config`` keys, or environment variables where noted):
 Request bodies are limited to 4 MB (``MAX_CONTENT_LENGTH``), except a form of
 an entity with file fields (its file limits added) and ``POST /api/v1/uploads``
 (the field's limit), decided before anything reads the body.
+* The services' runtime settings — SMTP (``FORMFLOW_SMTP_*``), webhooks
+  (``FORMFLOW_WEBHOOK_*``), ``FORMFLOW_BASE_URL`` — are config keys too, else
+  environment variables (:mod:`engine.settings`).
+
+Writes made through the app run the blueprint's automations (in the request's
+transaction) and queue their mail and webhooks as jobs; a worker
+(``formflow worker``, or the one ``formflow serve --demo`` / ``--dev`` starts)
+runs them.
 """
 
 from __future__ import annotations
@@ -54,13 +62,11 @@ from engine.errors import FormflowError
 from engine.fields import using_timezone
 from engine.i18n import normalise_lang
 from engine.loader import load
-from engine.permissions import Permissions
-from engine.records import RecordService
 from engine.resources import STATIC_DIR, TEMPLATES_DIR
+from engine.runtime import build_runtime
 from engine.storage.database import create_engine, default_url
-from engine.storage.schema import build_schema
 from engine.uploads import DEFAULT_MAX_MB, UploadService, upload_folder
-from engine.users import USER_CACHE_SECONDS, UserService
+from engine.users import USER_CACHE_SECONDS
 from engine.web.i18n import N_, _, current_lang
 from engine.web.services import EXTENSION_KEY, Services
 
@@ -153,41 +159,44 @@ def create_app(
         )
 
     engine = create_engine(url)
-    schema = build_schema(blueprint)
     cache_seconds = app.config.get(USER_CACHE_ENV, os.environ.get(USER_CACHE_ENV))
-    users = UserService(
+    runtime = build_runtime(
         blueprint,
-        schema,
         engine,
-        cache_seconds=USER_CACHE_SECONDS if cache_seconds in (None, "") else float(cache_seconds),
+        config=app.config,
+        user_cache_seconds=(
+            USER_CACHE_SECONDS if cache_seconds in (None, "") else float(cache_seconds)
+        ),
     )
-    permissions = Permissions(blueprint, users)
     upload_dir = app.config.get("FORMFLOW_UPLOAD_DIR") or upload_folder(path, url)
     app.extensions[EXTENSION_KEY] = Services(
         blueprint=blueprint,
-        schema=schema,
+        schema=runtime.schema,
         engine=engine,
-        records=RecordService(blueprint, schema, engine, access=permissions),
-        users=users,
-        permissions=permissions,
+        records=runtime.records,
+        users=runtime.users,
+        permissions=runtime.permissions,
         uploads=UploadService(
             blueprint,
-            schema,
+            runtime.schema,
             engine,
             Path(upload_dir),
             default_max_mb=float(app.config.get("FORMFLOW_UPLOAD_MAX_MB") or DEFAULT_MAX_MB),
         ),
+        notifications=runtime.notifications,
+        jobs=runtime.jobs,
+        runtime=runtime,
     )
 
     csrf.init_app(app)
     from engine.web import api, auth, context, files, i18n
-    from engine.web.views import home, lists, parts, records
+    from engine.web.views import home, lists, notifications, parts, records
 
     i18n.init_app(app, blueprint.timezone)
     auth.init_app(app)
     api.init_app(app, csrf)  # JSON API: bearer tokens only, so exempt from CSRF
     context.init_app(app)
-    for module in (home, lists, records, parts):
+    for module in (home, lists, records, parts, notifications):
         app.register_blueprint(module.bp)
 
     _install_hooks(app, blueprint.timezone)

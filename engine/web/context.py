@@ -86,6 +86,13 @@ def _menu() -> list[dict[str, str]]:
     return [dict(item) for item in _cached(key, build)]
 
 
+def _unread_notifications() -> int:
+    """The signed-in user's unread notifications (one small query, for the header)."""
+    if not current_user.is_authenticated:
+        return 0
+    return services().notifications.unread_count(current_user.actor.name)
+
+
 def _globals() -> dict[str, Any]:
     lang = current_lang()
     bp = services().blueprint
@@ -98,6 +105,7 @@ def _globals() -> dict[str, Any]:
         "chrome": _chrome(),
         "menu": _menu,
         "switch_language_url": _switch_language_url,
+        "unread_notifications": _unread_notifications,
     }
 
 

@@ -1,7 +1,7 @@
 """What the pages talk to: the blueprint and the services, kept on the Flask app.
 
-The web layer calls services only (records, users, permissions, uploads), never tables
-or sessions; :func:`services` is how a view reaches them.
+The web layer calls services only (records, users, permissions, uploads,
+notifications), never tables or sessions; :func:`services` is how a view reaches them.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy.engine import Engine
 
+from engine.jobs import JobQueue
 from engine.model import Blueprint
+from engine.notifications import NotificationService
 from engine.permissions import Permissions
 from engine.records import RecordService
+from engine.runtime import Runtime
 from engine.storage.schema import Schema
 from engine.uploads import UploadService
 from engine.users import UserService
@@ -32,6 +35,9 @@ class Services:
     users: UserService
     permissions: Permissions
     uploads: UploadService
+    notifications: NotificationService
+    jobs: JobQueue
+    runtime: Runtime
 
 
 def services() -> Services:
