@@ -114,7 +114,8 @@ def test_minus_zero_is_zero() -> None:
     money = make("money")
     value = kind_of(money).coerce(money, "-0")
     assert value == 0 and not value.is_signed() and str(value) == "0.00"
-    assert kind_of(money).display(money, value, "en") == "¥0.00"
+    assert kind_of(money).display(money, value, "zh") == "¥0.00"
+    assert kind_of(money).display(money, Decimal("-0.00"), "en") == "CN¥0.00"
 
 
 def test_integer_limited_to_signed_64_bit() -> None:

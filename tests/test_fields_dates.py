@@ -95,8 +95,8 @@ def test_date_display() -> None:
     field = make("date")
     assert kind_of(field).display(field, date(2026, 11, 27), "zh") == "2026年11月27日"
     assert kind_of(field).display(field, date(2026, 1, 5), "zh-CN") == "2026年1月5日"
-    assert kind_of(field).display(field, date(2026, 11, 27), "en") == "2026-11-27"
-    assert kind_of(field).display(field, date(2026, 1, 5), "en-US") == "2026-01-05"
+    assert kind_of(field).display(field, date(2026, 11, 27), "en") == "Nov 27, 2026"
+    assert kind_of(field).display(field, date(2026, 1, 5), "en-US") == "Jan 5, 2026"
 
 
 def test_date_bounds() -> None:
@@ -104,10 +104,10 @@ def test_date_bounds() -> None:
     kind = kind_of(field)
     assert kind.validate(field, date(2026, 6, 1)) == []
     assert kind.validate(field, date(2025, 12, 31)) == [
-        Text(zh="不能早于 2026年1月1日", en="must be on or after 2026-01-01")
+        Text(zh="不能早于 2026年1月1日", en="must be on or after Jan 1, 2026")
     ]
     assert kind.validate(field, date(2027, 1, 1)) == [
-        Text(zh="不能晚于 2026年12月31日", en="must be on or before 2026-12-31")
+        Text(zh="不能晚于 2026年12月31日", en="must be on or before Dec 31, 2026")
     ]
 
 
@@ -201,7 +201,8 @@ def test_datetime_display_in_business_time() -> None:
     field = make("datetime")
     moment = datetime(2026, 11, 27, 6, 5, tzinfo=UTC)
     assert kind_of(field).display(field, moment, "zh") == "2026年11月27日 14:05"
-    assert kind_of(field).display(field, moment, "en") == "2026-11-27 14:05"
+    # CLDR's English time: 12-hour, a narrow no-break space before PM.
+    assert kind_of(field).display(field, moment, "en") == "Nov 27, 2026, 2:05\u202fPM"
 
 
 def test_datetime_storage_round_trip() -> None:
@@ -222,7 +223,7 @@ def test_datetime_bounds() -> None:
     kind = kind_of(field)
     early = datetime(2026, 1, 1, 0, 59, tzinfo=UTC)  # 08:59 in Shanghai
     assert kind.validate(field, early) == [
-        Text(zh="不能早于 2026年1月1日 09:00", en="must be at or after 2026-01-01 09:00")
+        Text(zh="不能早于 2026年1月1日 09:00", en="must be at or after Jan 1, 2026, 9:00\u202fAM")
     ]
     fixed = timezone(timedelta(hours=8))
     assert kind.validate(field, datetime(2026, 1, 1, 9, 0, tzinfo=fixed)) == []

@@ -168,6 +168,8 @@ def test_decimal_definition_checks() -> None:
         ("￥1,234.50", "1234.50"),  # full-width yen sign
         ("-¥5", "-5.00"),
         ("¥-5", "-5.00"),
+        ("CN¥1,234.50", "1234.50"),  # as English pages show it
+        ("-CN¥5", "-5.00"),
         ("CNY 88", "88.00"),
         ("100元", "100.00"),
         (12, "12.00"),
@@ -182,21 +184,28 @@ def test_money_symbol_of_another_currency_is_refused() -> None:
     with pytest.raises(FieldValueError, match=r"not a valid number: \$5"):
         coerce(make("money"), "$5")
     assert str(coerce(make("money", currency="USD"), "$5")) == "5.00"
+    assert str(coerce(make("money", currency="USD"), "US$5")) == "5.00"
+    assert str(coerce(make("money", currency="CHF"), "CHF\xa01,500")) == "1500.00"
 
 
 def test_money_display() -> None:
     field = make("money")
     assert display(field, "1234.5", "zh") == "¥1,234.50"
-    assert display(field, "1234.5", "en") == "¥1,234.50"
-    assert display(field, "-1234.5", "en") == "-¥1,234.50"
+    assert display(field, "-1234.5", "zh") == "-¥1,234.50"
+    # CLDR's symbols: in English a bare ¥ is the yen, so the yuan is CN¥.
+    assert display(field, "1234.5", "en") == "CN¥1,234.50"
+    assert display(field, "-1234.5", "en") == "-CN¥1,234.50"
     assert display(make("money", currency="USD"), "3", "en") == "$3.00"
-    assert display(make("money", currency="CHF", precision=0), "1500", "en") == "CHF 1,500"
-    assert display(make("money", precision=4), "1.5", "en") == "¥1.5000"
+    assert display(make("money", currency="USD"), "3", "zh") == "US$3.00"
+    assert display(make("money", currency="JPY", precision=0), "1500", "zh") == "JP¥1,500"
+    # A symbol of letters is set off by a no-break space (CLDR currency spacing).
+    assert display(make("money", currency="CHF", precision=0), "1500", "en") == "CHF\xa01,500"
+    assert display(make("money", precision=4), "1.5", "zh") == "¥1.5000"
 
 
 def test_money_min_message_shows_the_amount() -> None:
     field = make("money", min=0)
-    assert validate(field, "-1") == [Text(zh="不能小于 ¥0.00", en="must be at least ¥0.00")]
+    assert validate(field, "-1") == [Text(zh="不能小于 ¥0.00", en="must be at least CN¥0.00")]
 
 
 def test_currency_code_is_checked() -> None:

@@ -89,7 +89,8 @@ def test_pages_render_in_both_languages(app: Flask) -> None:
     assert "2099年11月27日" in page
     assert "上海华东机电有限公司" in page  # the customer's title, not #1
     page = text(client.get(f"/e/opportunity/{oid}?lang=en"))
-    assert "2099-11-27" in page
+    assert "Nov 27, 2099" in page
+    assert "CN¥1,234.50" in page  # in English a bare ¥ is the yen
     customer = text(client.get(f"/e/customer/{cid}?lang=en"))
     assert "2026 年度设备采购" in customer  # related opportunities
 

@@ -10,6 +10,9 @@ the storage layer keeps UTC and :meth:`DateTimeKind.from_storage` converts back.
 Accepted dates: ``2026-11-27``, ``2026/11/27``, ``2026.11.27``,
 ``2026年11月27日``, ``20261127`` (also as a JSON number), and an ISO date-time
 (its date in the business zone). Impossible dates (``2024-02-30``) are refused.
+
+Values are shown per locale through :mod:`engine.locales` (Babel), date-times in
+the business zone: ``2026年11月27日 16:30`` (zh), ``Nov 27, 2026, 4:30 PM`` (en).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from engine.fields.base import (
     show,
 )
 from engine.fields.registry import register
-from engine.i18n import T, Text, normalise_lang
+from engine.i18n import T, Text
+from engine.locales import format_date, format_datetime
 from engine.model import Field
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -207,9 +211,7 @@ class DateKind(FieldKind):
         raise TypeError(f"cannot read a date from {value!r}")
 
     def show(self, field: Field, value: Any, lang: str) -> str:
-        if normalise_lang(lang) == "zh":
-            return f"{value.year}年{value.month}月{value.day}日"
-        return str(value.isoformat())
+        return format_date(value, lang)
 
 
 class DateTimeKind(FieldKind):
@@ -269,11 +271,7 @@ class DateTimeKind(FieldKind):
         return value.astimezone(business_timezone())
 
     def show(self, field: Field, value: Any, lang: str) -> str:
-        local = to_business(value)
-        clock = f"{local.hour:02d}:{local.minute:02d}"
-        if normalise_lang(lang) == "zh":
-            return f"{local.year}年{local.month}月{local.day}日 {clock}"
-        return f"{local.date().isoformat()} {clock}"
+        return format_datetime(to_business(value), lang)
 
 
 DATE = register(DateKind())

@@ -9,9 +9,13 @@ Their absolute value must stay below 10^15, so a column needs at most
 15 + precision digits.
 
 Accepted text: ``1234``, ``-1,234.50`` (well-formed thousands separators),
-``1.2e3``, full-width digits; money also takes one leading currency symbol
-(``¥1,234.50``) and percent a trailing ``%``. ``-0`` is read as ``0``. ``NaN``,
-``Infinity`` and their float forms are refused.
+``1.2e3``, full-width digits; money also takes one leading currency symbol or
+code (``¥1,234.50``, ``CN¥1,234.50``, ``CNY 1,234.50``, ``1,234.50元``) and percent
+a trailing ``%``. ``-0`` is read as ``0``. ``NaN``, ``Infinity`` and their float
+forms are refused.
+
+Values are shown per locale through :mod:`engine.locales` (Babel): ``1,234.5``,
+``¥1,234.50`` (zh) / ``CN¥1,234.50`` (en), ``12.5%``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import decimal
 import math
 import re
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from engine.errors import Problem
@@ -35,6 +40,13 @@ from engine.fields.base import (
 )
 from engine.fields.registry import register
 from engine.i18n import T, Text
+from engine.locales import (
+    format_decimal,
+    format_integer,
+    format_money,
+    format_percent,
+    money_symbols,
+)
 from engine.model import Field
 
 INT64_MIN = -(2**63)
@@ -45,6 +57,8 @@ DEFAULT_PRECISION = 2
 MAX_PRECISION = 8
 #: Default currency when neither the field nor the loader set one.
 DEFAULT_CURRENCY = "CNY"
+#: Symbols money input may start with besides the ones shown (CLDR's, see
+#: :func:`engine.locales.money_symbols`): the short forms people type.
 CURRENCY_SYMBOLS: dict[str, str] = {
     "CNY": "¥",
     "USD": "$",
@@ -120,14 +134,6 @@ def decimal_places(value: Decimal) -> int:
     return places
 
 
-def group(value: Decimal, places: int | None) -> str:
-    """``1234.5`` -> ``1,234.50`` (``places`` None: as few places as needed)."""
-    if places is None:
-        value = strip_zeros(value)
-        return f"{value:,f}"
-    return f"{value:,.{places}f}"
-
-
 #: ``Decimal(1).scaleb(-places)`` for every allowed precision (quantize targets).
 _QUANTUM: tuple[Decimal, ...] = tuple(Decimal(1).scaleb(-p) for p in range(MAX_PRECISION + 1))
 #: Coerced ``min``/``max`` per field (id -> (field, low, high)); a field is immutable,
@@ -154,12 +160,6 @@ def cached_bounds(kind: FieldKind, field: Field) -> tuple[Any, Any]:
         _BOUNDS.clear()
     _BOUNDS[id(field)] = (field, bounds[0], bounds[1])
     return bounds[0], bounds[1]
-
-
-def strip_zeros(value: Decimal) -> Decimal:
-    """The same number without trailing zeros, never in exponent notation."""
-    places = decimal_places(value)
-    return value.quantize(Decimal(1).scaleb(-places), context=_CONTEXT)
 
 
 class IntegerKind(FieldKind):
@@ -205,7 +205,7 @@ class IntegerKind(FieldKind):
         return None if value is None else int(value)
 
     def show(self, field: Field, value: Any, lang: str) -> str:
-        return f"{value:,}"
+        return format_integer(value, lang)
 
 
 class DecimalKind(FieldKind):
@@ -336,12 +336,19 @@ class DecimalKind(FieldKind):
 
     def show(self, field: Field, value: Any, lang: str) -> str:
         places = self.precision(field) if field.precision is not None else None
-        return group(value, places)
+        return format_decimal(value, lang, places)
+
+
+@lru_cache(maxsize=64)
+def _money_prefixes(code: str) -> tuple[str, ...]:
+    """What money input in ``code`` may start with, longest first (``CN¥`` before ``¥``)."""
+    symbols = {code, CURRENCY_SYMBOLS.get(code, ""), *money_symbols(code)} - {""}
+    return tuple(sorted(symbols, key=lambda s: (-len(s), s)))
 
 
 class MoneyKind(DecimalKind):
     """An amount in ``currency`` (default: the blueprint's, else CNY); always shown
-    with exactly ``precision`` places: ``¥1,234.50``."""
+    with exactly ``precision`` places: ``¥1,234.50`` (zh), ``CN¥1,234.50`` (en)."""
 
     name = "money"
     aliases = ("currency",)
@@ -353,17 +360,12 @@ class MoneyKind(DecimalKind):
     def currency(self, field: Field) -> str:
         return field.currency or DEFAULT_CURRENCY
 
-    def symbol(self, field: Field) -> str:
-        code = self.currency(field)
-        return CURRENCY_SYMBOLS.get(code, f"{code} ")
-
     def strip_input(self, field: Field, text: str) -> str:
         sign = ""
         if text[:1] in "+-":
             sign, text = text[0], text[1:].lstrip()
         code = self.currency(field)
-        symbol = CURRENCY_SYMBOLS.get(code, "")
-        for prefix in sorted({symbol, code} - {""}, key=len, reverse=True):
+        for prefix in _money_prefixes(code):
             if text.startswith(prefix):
                 text = text[len(prefix) :].lstrip()
                 break
@@ -393,8 +395,7 @@ class MoneyKind(DecimalKind):
         return problems
 
     def show(self, field: Field, value: Any, lang: str) -> str:
-        sign = "-" if value < 0 else ""
-        return f"{sign}{self.symbol(field)}{group(abs(value), self.precision(field))}"
+        return format_money(value, self.currency(field), lang, self.precision(field))
 
 
 class PercentKind(DecimalKind):
@@ -417,7 +418,7 @@ class PercentKind(DecimalKind):
 
     def show(self, field: Field, value: Any, lang: str) -> str:
         places = self.precision(field) if field.precision is not None else None
-        return f"{group(value, places)}%"
+        return format_percent(value, lang, places)
 
 
 INTEGER = register(IntegerKind())

@@ -44,6 +44,7 @@ from engine.records import RecordService
 from engine.storage.database import create_engine, default_url
 from engine.storage.schema import build_schema
 from engine.users import UserService
+from engine.web.i18n import N_, _, current_lang
 from engine.web.services import EXTENSION_KEY, Services
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -67,6 +68,13 @@ SECURITY_HEADERS: Mapping[str, str] = {
 }
 
 csrf = CSRFProtect()
+
+#: The message of an error page by HTTP status (others: "Something went wrong").
+HTTP_ERROR_MESSAGES: Mapping[int, str] = {
+    400: N_("Bad request"),
+    403: N_("You may not do this"),
+    404: N_("This page or record does not exist"),
+}
 
 
 def _secret_file(blueprint_path: Path, db_url: str) -> Path:
@@ -142,9 +150,10 @@ def create_app(
     )
 
     csrf.init_app(app)
-    from engine.web import api, auth, context
+    from engine.web import api, auth, context, i18n
     from engine.web.views import home, lists, parts, records
 
+    i18n.init_app(app, blueprint.timezone)
     auth.init_app(app)
     api.init_app(app, csrf)  # JSON API: bearer tokens only, so exempt from CSRF
     context.init_app(app)
@@ -178,12 +187,11 @@ def _install_hooks(app: Flask, timezone: str) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError) -> tuple[str, int]:
-        return render_template("error.html", status=400, message_key="error.csrf"), 400
+        message = _("The page has expired; reload it and try again")
+        return render_template("error.html", status=400, message=message), 400
 
     @app.errorhandler(FormflowError)
     def _formflow_error(exc: FormflowError) -> tuple[str, int]:
-        from engine.web.i18n import current_lang
-
         status = exc.http_status if exc.http_status in (400, 403, 404, 409, 422) else 500
         return (
             render_template("error.html", status=status, message=exc.message(current_lang())),
@@ -193,5 +201,8 @@ def _install_hooks(app: Flask, timezone: str) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[str, int]:
         status = exc.code or 500
-        key = f"error.{status}" if status in (400, 403, 404) else "error.title"
-        return render_template("error.html", status=status, message_key=key), status
+        if status in HTTP_ERROR_MESSAGES:
+            message = _(HTTP_ERROR_MESSAGES[status])
+        else:
+            message = _("Something went wrong")
+        return render_template("error.html", status=status, message=message), status

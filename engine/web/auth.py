@@ -94,7 +94,7 @@ def _unauthorized() -> Response:
         response = Response(status=401)
         response.headers["HX-Redirect"] = url_for("auth.signin")
         return response
-    flash(_("signin.required"))
+    flash(_("Please sign in first"))
     return redirect(url_for("auth.signin", next=request.full_path.rstrip("?")))
 
 
@@ -123,7 +123,9 @@ def signin() -> Response | str | tuple[str, int]:
                 session["lang"] = lang
             login_user(SignedIn(user))
             return redirect(target or url_for("home.index"))
-        return render_template("signin.html", error=_("signin.failed"), name=name, next=target), 401
+        return render_template(
+            "signin.html", error=_("Wrong user name or password"), name=name, next=target
+        ), 401
     return render_template("signin.html", error=None, name="", next=target)
 
 
@@ -135,7 +137,7 @@ def signout() -> Response:
     session.clear()
     if lang:
         session["lang"] = lang
-    flash(_("signout.done"))
+    flash(_("You are signed out"))
     return redirect(url_for("auth.signin"))
 
 

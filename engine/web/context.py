@@ -1,4 +1,7 @@
-"""What every template can use: ``_``, the language, the menu, the signed-in user."""
+"""What every template can use: the language, the menu, the signed-in user.
+
+``_``, ``ngettext`` and ``pgettext`` come from flask-babel (see :mod:`engine.web.i18n`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from flask import Flask, request, url_for
 from flask_login import current_user
 
 from engine.web import access
-from engine.web.i18n import _, current_lang
+from engine.web.i18n import current_lang
 from engine.web.services import services
 from engine.web.views.common import link
 
@@ -47,7 +50,6 @@ def _globals() -> dict[str, Any]:
     lang = current_lang()
     bp = services().blueprint
     return {
-        "_": _,
         "lang": lang,
         "html_lang": "zh-CN" if lang == "zh" else "en",
         "app_title": bp.title.get(lang) or bp.id,

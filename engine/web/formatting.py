@@ -1,7 +1,8 @@
 """Values as a person reads them, in the page's language.
 
-Every field value goes through its kind's ``display`` (``¥1,234.50``,
-``2026年11月27日`` / ``2026-11-27``, option labels ...). References show the
+Every field value goes through its kind's ``display`` (``¥1,234.50`` /
+``CN¥1,234.50``, ``2026年11月27日`` / ``Nov 27, 2026``, option labels ...), which
+formats per locale through :mod:`engine.locales` (Babel). References show the
 target record's title, looked up in one query per target entity and page
 through the record service (so a record the reader may not see stays ``#12``).
 System columns (owner, created/updated) get the same treatment.
@@ -17,6 +18,7 @@ from typing import Any
 from engine.fields import kind_of
 from engine.fields.dates import to_business
 from engine.i18n import Text
+from engine.locales import format_datetime, format_integer
 from engine.model import Entity, Field
 from engine.records import Actor
 from engine.web.services import services
@@ -40,14 +42,15 @@ def column_label(entity: Entity, name: str, lang: str) -> str:
 
 
 def show_datetime(value: datetime | None, lang: str) -> str:
-    """A moment in the business time zone: ``2026年11月27日 16:30`` / ``2026-11-27 16:30``."""
+    """A moment in the business time zone: ``2026年11月27日 16:30`` / ``Nov 27, 2026, 4:30 PM``."""
     if value is None:
         return ""
-    local = to_business(value)
-    clock = f"{local.hour:02d}:{local.minute:02d}"
-    if lang == "zh":
-        return f"{local.year}年{local.month}月{local.day}日 {clock}"
-    return f"{local.date().isoformat()} {clock}"
+    return format_datetime(to_business(value), lang)
+
+
+def show_count(count: int, lang: str) -> str:
+    """A number of records: ``1,234``."""
+    return format_integer(count, lang)
 
 
 def display(field: Field, value: Any, lang: str, titles: Mapping[int, str] | None = None) -> str:

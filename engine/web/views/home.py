@@ -7,7 +7,8 @@ from flask import Blueprint, render_template, url_for
 from engine.errors import FormflowError
 from engine.web import access
 from engine.web.auth import current_actor
-from engine.web.i18n import _, current_lang
+from engine.web.formatting import show_count
+from engine.web.i18n import current_lang, ngettext
 from engine.web.services import services
 
 bp = Blueprint("home", __name__)
@@ -32,10 +33,11 @@ def index() -> str:
         except FormflowError:
             continue
         count = page.count if page.count is not None else len(page.rows)
+        num = show_count(count, lang)
         text = (
-            _("home.records_capped", n=f"{count:,}")
+            ngettext("%(num)s+ record", "%(num)s+ records", count, num=num)
             if page.count_capped
-            else _("home.records", n=f"{count:,}")
+            else ngettext("%(num)s record", "%(num)s records", count, num=num)
         )
         cards.append(
             {

@@ -19,8 +19,15 @@ from engine.model import Entity, Field
 from engine.storage.query import Page, QueryError, parse_query_args
 from engine.web import access
 from engine.web.auth import current_actor
-from engine.web.formatting import column_label, display, display_column, record_title, ref_titles
-from engine.web.i18n import _, current_lang
+from engine.web.formatting import (
+    column_label,
+    display,
+    display_column,
+    record_title,
+    ref_titles,
+    show_count,
+)
+from engine.web.i18n import _, current_lang, npgettext
 from engine.web.services import services
 from engine.web.views.common import entity_or_404, link, list_columns
 from engine.web.widgets import RefCache
@@ -76,7 +83,7 @@ def _filter_view(f: Field, lang: str, refs: RefCache) -> FilterView:
             f.name, label, "select", options=options, param=param, value=arg(param, "")
         )
     if widget == "checkbox":
-        options = [("true", _("list.yes")), ("false", _("list.no"))]
+        options = [("true", _("Yes")), ("false", _("No"))]
         return FilterView(
             f.name, label, "select", options=options, param=f.name, value=arg(f.name, "")
         )
@@ -143,15 +150,16 @@ def _totals(entity: Entity, names: list[str], page: Page, lang: str) -> dict[str
     return totals or None
 
 
-def _count_text(page: Page) -> str:
-    if page.count is None:
+def _count_text(page: Page, lang: str) -> str:
+    count = page.count
+    if count is None:
         return ""
-    n = f"{page.count:,}"
+    num = show_count(count, lang)
     if page.count_capped:
-        return _("list.count_capped", n=n)
+        return npgettext("list", "%(num)s+ record", "%(num)s+ records", count, num=num)
     if page.count_is_estimate:
-        return _("list.count_estimate", n=n)
-    return _("list.count", n=n)
+        return npgettext("list", "about %(num)s record", "about %(num)s records", count, num=num)
+    return npgettext("list", "%(num)s record", "%(num)s records", count, num=num)
 
 
 @bp.route("/e/<entity>")
@@ -227,7 +235,7 @@ def index(entity: str) -> tuple[str, int] | str:
         columns=columns,
         rows=rows,
         totals=_totals(ent, names, page, lang) if page is not None else None,
-        count=_count_text(page) if page is not None else "",
+        count=_count_text(page, lang) if page is not None else "",
         filters=filters,
         q=request.args.get("q", ""),
         sort=request.args.get("sort", ""),

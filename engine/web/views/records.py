@@ -32,7 +32,7 @@ from engine.web.formatting import (
     show_datetime,
 )
 from engine.web.forms import FormState, errors_by_input, read_form, state_from_values
-from engine.web.i18n import _, current_lang
+from engine.web.i18n import N_, _, current_lang
 from engine.web.services import services
 from engine.web.views.common import entity_or_404, link, list_columns
 from engine.web.widgets import section_layout
@@ -40,6 +40,8 @@ from engine.web.widgets import section_layout
 bp = Blueprint("records", __name__)
 
 RELATED_LIMIT = 10
+#: How the history names each audited action.
+HISTORY_ACTIONS = {"create": N_("created"), "update": N_("changed"), "delete": N_("deleted")}
 
 
 def load_record(entity: Entity, record_id: int, actor: Actor) -> Record:
@@ -98,11 +100,11 @@ def _history(
             )
         out.append(
             {
-                "action": _(f"history.{e.action}")
-                if e.action in ("create", "update", "delete")
-                else e.action,
+                "action": _(HISTORY_ACTIONS[e.action]) if e.action in HISTORY_ACTIONS else e.action,
                 "by": _(
-                    "history.by", user=e.user or _("history.system"), at=show_datetime(e.at, lang)
+                    "%(user)s at %(at)s",
+                    user=e.user or _("the system"),
+                    at=show_datetime(e.at, lang),
                 ),
                 "via": e.via,
                 "version": e.version,
@@ -248,13 +250,15 @@ def render_form(
     sections, _states = build_form(ent, form, shown, actor, record, lang, errors)
     label = ent.label.get(lang)
     if record is None:
-        heading = _("form.new", entity=label)
+        heading = _("New %(entity)s", entity=label)
         action = url_for("records.new", entity=ent.name)
         preview_url = url_for("parts.preview", entity=ent.name)
         cancel = url_for("lists.index", entity=ent.name)
     else:
         heading = (
-            _("form.edit", entity=label) + " · " + record_title(ent, record.values, record.id, lang)
+            _("Edit %(entity)s", entity=label)
+            + " · "
+            + record_title(ent, record.values, record.id, lang)
         )
         action = url_for("records.edit", entity=ent.name, record_id=record.id)
         preview_url = url_for("parts.preview", entity=ent.name, record_id=record.id)
@@ -309,7 +313,7 @@ def new(entity: str) -> Response | tuple[str, int]:
             return render_form(
                 ent, form, shown, None, errors_by_input(exc.as_dict(lang), form), status=422
             )
-        flash(_("form.created"))
+        flash(_("Created"))
         return redirect(url_for("records.detail", entity=ent.name, record_id=created.id))
     # Prefill from the query string (e.g. "new opportunity" from a customer page).
     prefill = {
@@ -349,15 +353,19 @@ def edit(entity: str, record_id: int) -> Response | tuple[str, int]:
             current = load_record(ent, record_id, actor)
             shown = preview(ent, data, actor, current, lang)
             details = exc.details
-            who = str(details.get("updated_by") or current.updated_by or _("history.system"))
+            who = str(details.get("updated_by") or current.updated_by or _("the system"))
             conflict = {
-                "message": _("conflict.by", who=who, at=show_datetime(current.updated_at, lang)),
+                "message": _(
+                    "%(who)s changed this record at %(at)s. Your changes were not saved.",
+                    who=who,
+                    at=show_datetime(current.updated_at, lang),
+                ),
                 "reload": url_for("records.edit", entity=ent.name, record_id=record.id),
             }
             return render_form(
                 ent, form, shown, record, {}, status=409, conflict=conflict, version=version
             )
-        flash(_("form.saved"))
+        flash(_("Saved"))
         return redirect(url_for("records.detail", entity=ent.name, record_id=record.id))
     shown = Preview(dict(record.values), {k: list(v) for k, v in record.tables.items()}, {})
     form = state_from_values(ent, record.values, record.tables)
@@ -390,12 +398,12 @@ def delete(entity: str, record_id: int) -> Response | tuple[str, int]:
             errors = [exc.message(lang)]
             status = 409
         else:
-            flash(_("delete.done"))
+            flash(_("Deleted"))
             return redirect(url_for("lists.index", entity=ent.name))
     html = render_template(
         "delete.html",
         entity=ent,
-        heading=_("delete.title", entity=ent.label.get(lang)),
+        heading=_("Delete %(entity)s", entity=ent.label.get(lang)),
         title=title,
         record=record,
         errors=errors,
