@@ -123,6 +123,7 @@ __all__ = [
     "InboxItem",
     "Run",
     "StepView",
+    "SubmissionItem",
     "Task",
     "TrailEntry",
 ]
@@ -298,6 +299,17 @@ class InboxItem:
     due_at: datetime | None
     origin: str
     added_by: str | None
+
+
+@dataclass(frozen=True)
+class SubmissionItem:
+    """A run the actor submitted ("submitted by me"): the latest round of a record."""
+
+    run: Run
+    flow_label: Text
+    entity_label: Text
+    step_label: Text  # the current step's (blank once the run ended)
+    title: Any
 
 
 @dataclass
@@ -765,7 +777,7 @@ class FlowService:
         by_entity: dict[str, set[int]] = {}
         for row in rows:
             by_entity.setdefault(row.entity, set()).add(int(row.record_id))
-        titles = {e: self.records.title_values(e, ids) for e, ids in by_entity.items()}
+        titles = {e: self.records.title_values(e, ids, actor=actor) for e, ids in by_entity.items()}
         items = []
         for row in rows:
             task = _task(row)
@@ -811,6 +823,82 @@ class FlowService:
         """One task (for pages and tests); NotFound for an unknown id."""
         with self.engine.connect() as conn:
             return self._task_by_id(conn, task_id)
+
+    def run(self, run_id: int) -> Run:
+        """One run (which record a task is about); NotFound for an unknown id."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(self.runs).where(self.runs.c.id == run_id)).first()
+        if row is None:
+            raise NotFound(T(f"没有审批记录 #{run_id}", f"no approval run #{run_id}"))
+        return _run(row)
+
+    def _submissions_stmt(self, actor: Actor) -> sa.Select[Any]:
+        """The actor's submissions, each record's latest round of each flow only."""
+        r = self.runs
+        later = r.alias("later")
+        newer = (
+            sa.select(later.c.id)
+            .where(
+                later.c.flow == r.c.flow,
+                later.c.entity == r.c.entity,
+                later.c.record_id == r.c.record_id,
+                later.c.round > r.c.round,
+            )
+            .exists()
+        )
+        return sa.select(r).where(r.c.submitted_by == actor.name, ~newer)
+
+    def submissions(
+        self, actor: Actor, *, limit: int = 50, offset: int = 0
+    ) -> list[SubmissionItem]:
+        """What the actor submitted ("submitted by me"), newest first: each record's
+        latest round of each flow, whatever its state."""
+        if actor.name is None:
+            return []
+        r = self.runs
+        stmt = (
+            self._submissions_stmt(actor)
+            .order_by(r.c.submitted_at.desc(), r.c.id.desc())
+            .limit(max(0, limit))
+            .offset(max(0, offset))
+        )
+        with self.engine.connect() as conn:
+            runs = [_run(row) for row in conn.execute(stmt).all()]
+        by_entity: dict[str, set[int]] = {}
+        for run in runs:
+            by_entity.setdefault(run.entity, set()).add(run.record_id)
+        titles = {
+            e: self.records.title_values(e, ids, actor=actor)
+            for e, ids in by_entity.items()
+            if e in self.blueprint.entities
+        }
+        items = []
+        for run in runs:
+            fl = self.blueprint.flows.get(run.flow)
+            step = fl.steps.get(run.current_step) if fl and run.current_step else None
+            ent = self.blueprint.entities.get(run.entity)
+            items.append(
+                SubmissionItem(
+                    run=run,
+                    flow_label=_label(fl.label, run.flow) if fl else Text.of(run.flow),
+                    entity_label=_label(ent.label, run.entity) if ent else Text.of(run.entity),
+                    step_label=(
+                        _label(step.label, step.name)
+                        if step is not None
+                        else Text.of(run.current_step or "")
+                    ),
+                    title=titles.get(run.entity, {}).get(run.record_id),
+                )
+            )
+        return items
+
+    def submissions_count(self, actor: Actor) -> int:
+        """How many records the actor has submissions of (see :meth:`submissions`)."""
+        if actor.name is None:
+            return 0
+        stmt = sa.select(sa.func.count()).select_from(self._submissions_stmt(actor).subquery())
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
 
     # -- jobs -------------------------------------------------------------------------
 
@@ -1061,6 +1149,8 @@ class FlowService:
         ctx = _Ctx(conn, fl, run, record, self._tasks_of(conn, run.id), self.clock())
         task = ctx.task(first.id)
         if not actor.is_system and task.approver != actor.name:
+            # Someone who may not even see the record learns nothing about the task.
+            self._may_see(actor, record, self._runs_of(conn, run.entity, record.id), conn)
             raise PermissionDenied(
                 _fill(
                     T("这是 {who} 的审批任务，不是你的", "this task belongs to {who}, not to you"),
