@@ -36,8 +36,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from engine.errors import FormflowError
+from engine.events import EventBus
 from engine.fields import using_timezone
+from engine.flows import FlowService
 from engine.i18n import normalise_lang
+from engine.jobs import JobQueue
 from engine.loader import load
 from engine.permissions import Permissions
 from engine.records import RecordService
@@ -140,24 +143,32 @@ def create_app(
     schema = build_schema(blueprint)
     users = UserService(blueprint, schema, engine)
     permissions = Permissions(blueprint, users)
+    events = EventBus()
+    jobs = JobQueue(engine, schema)
+    record_service = RecordService(blueprint, schema, engine, access=permissions, events=events)
     app.extensions[EXTENSION_KEY] = Services(
         blueprint=blueprint,
         schema=schema,
         engine=engine,
-        records=RecordService(blueprint, schema, engine, access=permissions),
+        records=record_service,
         users=users,
         permissions=permissions,
+        events=events,
+        jobs=jobs,
+        flows=FlowService(
+            blueprint, schema, engine, record_service, users, events=events, jobs=jobs
+        ),
     )
 
     csrf.init_app(app)
     from engine.web import api, auth, context, i18n
-    from engine.web.views import home, lists, parts, records
+    from engine.web.views import flows, home, lists, parts, records
 
     i18n.init_app(app, blueprint.timezone)
     auth.init_app(app)
     api.init_app(app, csrf)  # JSON API: bearer tokens only, so exempt from CSRF
     context.init_app(app)
-    for module in (home, lists, records, parts):
+    for module in (home, lists, records, parts, flows):
         app.register_blueprint(module.bp)
 
     _install_hooks(app, blueprint.timezone)

@@ -1,7 +1,10 @@
 """What the pages talk to: the blueprint and the services, kept on the Flask app.
 
-The web layer calls services only (records, users, permissions), never tables
-or sessions; :func:`services` is how a view reaches them.
+The web layer calls services only (records, users, permissions, flows), never
+tables or sessions; :func:`services` is how a view reaches them. One
+:class:`EventBus` and one :class:`JobQueue` per app: the record service emits
+on the bus, the flow service emits on it too and schedules its timers on the
+queue (a worker runs them).
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy.engine import Engine
 
+from engine.events import EventBus
+from engine.flows import FlowService
+from engine.jobs import JobQueue
 from engine.model import Blueprint
 from engine.permissions import Permissions
 from engine.records import RecordService
@@ -30,6 +36,9 @@ class Services:
     records: RecordService
     users: UserService
     permissions: Permissions
+    events: EventBus
+    jobs: JobQueue
+    flows: FlowService
 
 
 def services() -> Services:

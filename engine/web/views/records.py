@@ -13,8 +13,9 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from engine.errors import Conflict, NotFound, PermissionDenied, RecordInvalid
+from engine.errors import Conflict, NotFound, PermissionDenied, RecordInvalid, RecordLocked
 from engine.fields import FieldValueError, kind_of
+from engine.flows import AUDIT_ACTIONS as FLOW_TRAIL_ACTIONS
 from engine.model import Entity, Field
 from engine.records import Actor, AuditEntry, Record
 from engine.storage.query import Filter, Query
@@ -35,6 +36,7 @@ from engine.web.forms import FormState, errors_by_input, read_form, state_from_v
 from engine.web.i18n import N_, _, current_lang
 from engine.web.services import services
 from engine.web.views.common import entity_or_404, link, list_columns
+from engine.web.views.flows import edit_lock, flow_panels, lock_notice
 from engine.web.widgets import section_layout
 
 bp = Blueprint("records", __name__)
@@ -84,6 +86,8 @@ def _history(
 ) -> list[dict[str, Any]]:
     out = []
     for e in reversed(entries):
+        if e.via == "flow" and e.action in FLOW_TRAIL_ACTIONS:
+            continue  # the flow panel's approval trail shows these
         changes = []
         for name, pair in e.changes.items():
             if name in hidden:
@@ -203,6 +207,8 @@ def detail(entity: str, record_id: int) -> str:
                 )
         sections.append({"label": label.get(lang), "items": items})
     svc = services()
+    panels = flow_panels(ent, record, actor)
+    locked = lock_notice(panels)
     meta = {
         "owner": record.owner or "",
         "created": show_datetime(record.created_at, lang),
@@ -222,12 +228,14 @@ def detail(entity: str, record_id: int) -> str:
         ),
         related=_related(ent, record, actor, lang),
         edit_url=url_for("records.edit", entity=ent.name, record_id=record.id)
-        if access.can_update(actor, ent, record)
+        if not locked and access.can_update(actor, ent, record)
         else None,
         delete_url=url_for("records.delete", entity=ent.name, record_id=record.id)
-        if access.can_delete(actor, ent, record)
+        if not locked and access.can_delete(actor, ent, record)
         else None,
         list_url=url_for("lists.index", entity=ent.name),
+        flow_panels=panels,
+        lock_notice=locked,
     )
 
 
@@ -331,6 +339,10 @@ def edit(entity: str, record_id: int) -> Response | tuple[str, int]:
     lang = current_lang()
     svc = services()
     record = load_record(ent, record_id, actor)
+    locked = edit_lock(ent, record, actor)
+    if locked is not None:  # pending approval: nothing to edit until it ends
+        flash(locked, "error")
+        return redirect(url_for("records.detail", entity=ent.name, record_id=record.id))
     if request.method == "POST":
         states = states_for(ent, record.values, record.tables, actor, record)
         data, form = read_form(ent, request.form, editable_fields(ent, actor, record, states))
@@ -349,6 +361,9 @@ def edit(entity: str, record_id: int) -> Response | tuple[str, int]:
                 status=422,
                 version=version,
             )
+        except RecordLocked as exc:  # submitted meanwhile
+            flash(exc.message(lang), "error")
+            return redirect(url_for("records.detail", entity=ent.name, record_id=record.id))
         except Conflict as exc:
             current = load_record(ent, record_id, actor)
             shown = preview(ent, data, actor, current, lang)
@@ -378,6 +393,10 @@ def delete(entity: str, record_id: int) -> Response | tuple[str, int]:
     actor = current_actor()
     lang = current_lang()
     record = load_record(ent, record_id, actor)
+    locked = edit_lock(ent, record, actor)
+    if locked is not None:  # pending approval: it cannot be deleted until it ends
+        flash(locked, "error")
+        return redirect(url_for("records.detail", entity=ent.name, record_id=record.id))
     title = record_title(ent, record.values, record.id, lang)
     errors: list[str] = []
     status = 200
