@@ -688,6 +688,7 @@ class FlowService:
         """The submitter takes a pending submission back, before anyone decided."""
         with self.write_engine.begin() as conn:
             record = self._lock_record(conn, entity, record_id)
+            self._may_see(actor, record, self._runs_of(conn, entity, record.id), conn)
             run = self._pending_run(conn, entity, record.id, flow)
             if run is None:
                 raise TransitionNotAllowed(
