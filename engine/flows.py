@@ -104,6 +104,7 @@ from engine.errors import (
 )
 from engine.events import Event, EventBus
 from engine.expressions import EvalContext
+from engine.fields import FieldValueError, kind_of
 from engine.i18n import T, Text
 from engine.jobs import Job, JobQueue
 from engine.model import SYSTEM_COLUMNS, Approvers, Blueprint, Flow, FlowAction, Formula, Step
@@ -1555,10 +1556,29 @@ class FlowService:
         )
         ctx.record = self.records.load(ctx.conn, ctx.run.entity, ctx.record.id)
 
-    def _set_values(self, ctx: _Ctx, actor: Actor, *sets: Mapping[str, Any]) -> dict[str, Any]:
-        """The ``set:`` maps evaluated against the record (formulas) or taken as written."""
+    def _set_values(
+        self,
+        ctx: _Ctx,
+        actor: Actor,
+        *sets: Mapping[str, Any],
+        edits: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The ``set:`` maps evaluated against the record (formulas) or taken as written.
+
+        ``edits``: the approver's ``editable`` values saved with the same update; the
+        formulas see them (a manager who lowers a discount approves the lower one).
+        """
         out: dict[str, Any] = {}
         values = self._formula_values(ctx.record)
+        fields = self.blueprint.entities[ctx.run.entity].fields
+        for name, raw in (edits or {}).items():
+            f = fields.get(name)
+            if f is None or f.kind == "table":
+                continue
+            try:
+                values[name] = kind_of(f).coerce(f, raw)
+            except (FieldValueError, TypeError, ValueError, ArithmeticError):
+                continue  # the update reports it against the field
         for mapping in sets:
             for name, value in mapping.items():
                 if isinstance(value, Formula):
@@ -1704,7 +1724,7 @@ class FlowService:
     ) -> None:
         """End the run in ``state``: the status, the ``set`` fields, the run row."""
         data: dict[str, Any] = dict(values or {})
-        data.update(self._set_values(ctx, actor, step_set or {}, final_set or {}))
+        data.update(self._set_values(ctx, actor, step_set or {}, final_set or {}, edits=values))
         data[ctx.flow.status_field] = self._status(ctx.flow, _STATUS_OF_RUN[state])
         self._cancel_tasks(ctx, [t for t in ctx.tasks if t.state in ("open", "waiting")])
         self._set_record(ctx, actor, data)
@@ -1756,7 +1776,7 @@ class FlowService:
         later = active[active.index(step.name) + 1 :]
         if later:
             data = dict(values)
-            data.update(self._set_values(ctx, actor, step.on_approve.set))
+            data.update(self._set_values(ctx, actor, step.on_approve.set, edits=values))
             self._set_record(ctx, actor, data)
             self._check_validate(ctx, step, actor)
             self._enter_step(ctx, actor, fl.steps[later[0]])
