@@ -22,7 +22,7 @@ see, a 404.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,27 +173,28 @@ class FlowPanel:
 
 
 class People:
-    """Display names of users, read once per request."""
+    """Display names of users for one request: those named on the page, in one query
+    (:meth:`know`), and the active users for the pickers only when a picker is drawn."""
 
     def __init__(self) -> None:
-        self._labels: dict[str, str] | None = None
-        self._active: list[tuple[str, str]] = []
+        self._labels: dict[str, str] = {}
 
-    def _load(self) -> dict[str, str]:
-        if self._labels is None:
-            users = services().users.list()
-            self._labels = {u.name: u.label for u in users}
-            self._active = [(u.name, u.label) for u in users if u.active]
-        return self._labels
+    def know(self, names: Iterable[str | None]) -> None:
+        missing = {n for n in names if n and n not in self._labels}
+        if missing:
+            found = services().users.labels(missing)
+            self._labels.update({n: found.get(n, n) for n in missing})
 
     def label(self, name: str | None) -> str:
         if not name:
             return _("the system")
-        return self._load().get(name, name)
+        if name not in self._labels:
+            self.know([name])
+        return self._labels[name]
 
-    def active(self) -> list[tuple[str, str]]:
-        self._load()
-        return self._active
+    @staticmethod
+    def active() -> list[tuple[str, str]]:
+        return [(u.name, u.label) for u in services().users.list(active_only=True)]
 
 
 def _people() -> People:
@@ -311,9 +312,23 @@ def _editable_views(
     return out
 
 
+def _named(state: FlowState) -> set[str | None]:
+    """Everyone a panel names: the submitter, approvers, trail entries."""
+    names: set[str | None] = {state.submitted_by}
+    for view in (*state.path, *state.next_steps):
+        for t in view.tasks:
+            names.update((t.approver, t.added_by, t.transferred_to))
+    for entry in state.trail:
+        names.add(entry.who)
+        to = entry.details.get("to")
+        names.update(to if isinstance(to, list) else [to] if isinstance(to, str) else [])
+    return names
+
+
 def _panel(ent: Entity, fl: Flow, state: FlowState, record: Record, actor: Actor) -> FlowPanel:
     lang = current_lang()
     people = _people()
+    people.know(_named(state))
     steps = [_step_panel(v, fl, state, people, lang) for v in (*state.path, *state.next_steps)]
     submitted = ""
     if state.submitted_at is not None:
@@ -671,6 +686,7 @@ def _inbox_rows(items: list[InboxItem], actor: Actor, lang: str) -> list[InboxRo
                 for n in fields
                 if row.get(n) is not None
             ]
+    people.know(item.submitted_by for item in items)
     rows = []
     for item in items:
         ent = svc.blueprint.entities.get(item.entity)
