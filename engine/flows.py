@@ -1076,7 +1076,7 @@ class FlowService:
             tid = int(task_id)
         except (TypeError, ValueError):
             tid = -1
-        task = self._find_task(conn, tid) if tid > 0 else None
+        task = self._find_task(conn, tid) if 0 < tid < 2**63 else None
         if task is None:
             raise NotFound(T(f"没有审批任务 #{task_id}", f"no approval task #{task_id}"))
         return task

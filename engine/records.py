@@ -510,6 +510,8 @@ class RecordService:
             rid = int(record_id)
         except (TypeError, ValueError):
             raise NotFound() from None
+        if not 0 < rid < 2**63:  # no such id; PostgreSQL would refuse it as out of range
+            raise NotFound()
         stmt = sa.select(et.table).where(et.table.c.id == rid)
         if for_update and not is_sqlite(self.engine):
             stmt = stmt.with_for_update()

@@ -161,6 +161,8 @@ def test_the_error_contract(env: Env) -> None:
     assert env["chen.jing"].post(f"/api/v1/contract/{cid}/flow/recall").status_code == 404
     assert env["wang.fang"].post("/api/v1/tasks/999999/approve").status_code == 404
     assert env["wang.fang"].post("/api/v1/tasks/abc/approve").status_code == 404
+    assert env["wang.fang"].post(f"/api/v1/tasks/{'9' * 25}/approve").status_code == 404
+    assert env["wang.fang"].get(f"/api/v1/contract/{'9' * 25}/flow").status_code == 404
     assert env["wang.fang"].get("/api/v1/nothing/1/flow").status_code == 404
     response = env["wang.fang"].get(f"/api/v1/contract/{cid}/flow?flow=nope")
     assert response.status_code == 404

@@ -264,6 +264,8 @@ def test_bad_input_on_tasks(app: Flask) -> None:
     manager = client_of(app, "wang.fang")
     assert manager.post("/tasks/999999/approve").status_code == 404
     assert manager.post("/tasks/abc/approve").status_code == 404
+    assert manager.post(f"/tasks/{'9' * 25}/approve").status_code == 404  # past bigint
+    assert manager.post(f"/e/contract/{'9' * 25}/flow/submit").status_code == 404
     assert manager.post("/e/nothing/1/flow/submit").status_code == 404
     assert manager.post("/e/customer/1/flow/submit").status_code == 404  # no flow there
     assert manager.get(f"/tasks/{task}/approve").status_code == 405
