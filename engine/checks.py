@@ -49,6 +49,7 @@ from engine.model import (
 from engine.urlguard import literal_problem
 
 __all__ = [
+    "API_ROUTE_NAMES",
     "CHECKS",
     "NAME_PATTERN",
     "RESERVED_WORDS",
@@ -81,6 +82,8 @@ FORMULA_KEYWORDS: frozenset[str] = frozenset(keyword.kwlist)
 
 #: Every word refused as an entity or field name (SQL ones in any letter case).
 RESERVED_WORDS: frozenset[str] = SQL_KEYWORDS | FORMULA_KEYWORDS
+#: Paths of the JSON API that an entity of the same name would shadow (/api/v1/tasks).
+API_ROUTE_NAMES: frozenset[str] = frozenset({"tasks"})
 
 #: Types of the system columns every record has (see ``model.SYSTEM_COLUMNS``).
 SYSTEM_TYPES: dict[str, Type] = {
@@ -334,6 +337,13 @@ def reserved_names(ctx: Context) -> Iterator[Problem]:
         problem = _name_problem(ctx, ename, where, sql=True)
         if problem is not None:
             yield problem
+        elif ename.lower() in API_ROUTE_NAMES:
+            yield _problem(
+                where,
+                f"实体名 '{ename}' 已被 API 占用（/api/v1/{ename.lower()}）",
+                f"the entity name '{ename}' is taken by the API (/api/v1/{ename.lower()})",
+                T("换个名字，如 approval_tasks", "use another name, e.g. approval_tasks"),
+            )
         for path, f in all_fields(entity):
             where = ctx.key_at(path, f.location)
             problem = _name_problem(ctx, f.name, where, sql=True, column=True)

@@ -5,6 +5,12 @@ never use ``--demo`` for real data. Records go through the record service
 (``via="system"``), so they obey every rule of the blueprint. Entities or fields
 a blueprint lacks are skipped, so any blueprint with a ``customer`` entity gets
 users at least; the CRM blueprint gets customers, contacts and opportunities.
+
+With the CRM's flows the first screen is alive: contracts and quotes are
+submitted through the flow service as their reps, some decided by their
+managers, so approvals wait in inboxes (王芳: a contract and a quote; the two
+finance users 孙丽 and 钱慧: a contract at the finance 会签; 周敏, the sales
+director: a 25% discount), and finished ones show their whole trail.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from engine.errors import FormflowError
+from engine.flows import FlowService
+from engine.jobs import JobQueue
 from engine.model import Blueprint
 from engine.records import SYSTEM, RecordService
 from engine.storage.migrate import initialise
@@ -26,13 +34,15 @@ DEMO_PASSWORD = "formflow-demo"
 #: (name, display name, roles, manager)
 USERS: tuple[tuple[str, str, tuple[str, ...], str | None], ...] = (
     ("admin", "系统管理员", ("admin",), None),
-    ("wang.fang", "王芳（华东经理）", ("sales_manager",), None),
+    ("zhou.min", "周敏（销售总监）", ("sales_manager",), None),
+    ("wang.fang", "王芳（华东经理）", ("sales_manager",), "zhou.min"),
     ("li.lei", "李雷", ("sales_rep",), "wang.fang"),
     ("han.meimei", "韩梅梅", ("sales_rep",), "wang.fang"),
-    ("zhao.qiang", "赵强（华南经理）", ("sales_manager",), None),
+    ("zhao.qiang", "赵强（华南经理）", ("sales_manager",), "zhou.min"),
     ("chen.jing", "陈静", ("sales_rep",), "zhao.qiang"),
     ("liu.yang", "刘洋", ("sales_rep",), "zhao.qiang"),
     ("sun.li", "孙丽（财务）", ("finance",), None),
+    ("qian.hui", "钱慧（财务）", ("finance",), None),  # two finance users: a real 两人会签
 )
 
 CUSTOMERS: tuple[dict[str, Any], ...] = (
@@ -123,6 +133,22 @@ OPPORTUNITIES: tuple[tuple[int, str, str, str, int, int], ...] = (
 )
 
 
+#: (customer index, owner, subject, total, who approves after the submit)
+CONTRACTS: tuple[tuple[int, str, str, str, tuple[str, ...] | None], ...] = (
+    (0, "li.lei", "2027 年度数控机床采购合同", "1850000", ()),  # waits for 王芳
+    (2, "han.meimei", "园区智慧安防一期合同", "260000", ("wang.fang",)),  # finance 会签
+    (3, "han.meimei", "门店收银系统升级合同", "360000", ("wang.fang", "sun.li", "qian.hui")),
+    (4, "chen.jing", "灾备建设咨询服务合同", "45000", ("zhao.qiang",)),  # no finance step
+    (7, "liu.yang", "供应链管理系统实施合同", "88000", None),  # a draft, not submitted
+)
+#: (opportunity name, owner, subject, list price, discount %, who approves after the submit)
+QUOTES: tuple[tuple[str, str, str, str, str, tuple[str, ...] | None], ...] = (
+    ("2027 年度数控机床采购", "li.lei", "数控机床 6 台报价", "1850000", "15", ()),  # 王芳
+    ("核心交易系统灾备建设", "chen.jing", "灾备建设整体报价", "5600000", "25", ("zhao.qiang",)),
+    ("园区智慧安防项目", "han.meimei", "智慧安防报价（标准折扣）", "2600000", "8", ()),
+)
+
+
 def _keep(blueprint: Blueprint, entity: str, data: dict[str, Any]) -> dict[str, Any]:
     fields = blueprint.entities[entity].fields
     return {k: v for k, v in data.items() if k in fields or k == "owner"}
@@ -163,6 +189,7 @@ def seed_demo(blueprint: Blueprint, engine: Engine) -> list[str]:
                 )
             except FormflowError:
                 continue
+    opportunities: dict[str, int] = {}
     if "opportunity" in blueprint.entities and ids:
         for index, name, stage, amount, days, qty in OPPORTUNITIES:
             if index >= len(ids):
@@ -184,13 +211,70 @@ def seed_demo(blueprint: Blueprint, engine: Engine) -> list[str]:
                     {"product": "标准设备套件", "qty": qty, "price": str(int(amount) // (qty * 2))}
                 ]
             try:
-                records.create(
+                opportunities[name] = records.create(
                     "opportunity", _keep(blueprint, "opportunity", data), actor=SYSTEM, via="system"
-                )
+                ).id
             except FormflowError:
                 continue
+    if blueprint.flows and ids:
+        _seed_approvals(blueprint, engine, records, users, ids, opportunities, today)
     names = ", ".join(added)
     return [
         f"演示数据已创建。用户：{names}；密码（仅用于演示）：{DEMO_PASSWORD}",
         f"Demo data created. Users: {names}; password (demo only): {DEMO_PASSWORD}",
     ]
+
+
+def _seed_approvals(
+    blueprint: Blueprint,
+    engine: Engine,
+    records: RecordService,
+    users: UserService,
+    customers: list[int],
+    opportunities: dict[str, int],
+    today: date,
+) -> None:
+    """Contracts and quotes submitted (and partly decided) through the flow service."""
+    schema = records.schema
+    flows = FlowService(blueprint, schema, engine, records, users, jobs=JobQueue(engine, schema))
+
+    def through(entity: str, data: dict[str, Any], owner: str, deciders: Any) -> None:
+        try:
+            values = _keep(blueprint, entity, {**data, "owner": owner})
+            record = records.create(entity, values, actor=SYSTEM, via="system")
+            if deciders is None:
+                return
+            flows.submit(entity, record.id, actor=users.get(owner).actor)
+            for name in deciders:
+                actor = users.get(name).actor
+                [task, *_] = flows.state(entity, record.id, actor=actor).my_tasks
+                flows.approve(task.id, actor=actor, comment="同意 / Approved")
+        except (FormflowError, ValueError):
+            return  # a blueprint without these fields or flows: no demo approvals
+
+    if "contract" in blueprint.entities:
+        for index, owner, subject, total, deciders in CONTRACTS:
+            if index >= len(customers):
+                continue
+            contract = {
+                "subject": subject,
+                "customer": customers[index],
+                "total": total,
+                "payment_terms": "net30",
+                "start_date": today.isoformat(),
+                "end_date": (today + timedelta(days=365)).isoformat(),
+                "scan": f"demo/contracts/{subject}.pdf",
+            }
+            through("contract", contract, owner, deciders)
+    if "quote" in blueprint.entities:
+        for opportunity, owner, subject, price, discount, approvers in QUOTES:
+            if opportunity not in opportunities:
+                continue
+            quote = {
+                "subject": subject,
+                "opportunity": opportunities[opportunity],
+                "list_price": price,
+                "discount": discount,
+                "valid_until": (today + timedelta(days=30)).isoformat(),
+            }
+            through("quote", quote, owner, approvers)

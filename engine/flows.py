@@ -104,6 +104,7 @@ from engine.errors import (
 )
 from engine.events import Event, EventBus
 from engine.expressions import EvalContext
+from engine.fields import FieldValueError, kind_of
 from engine.i18n import T, Text
 from engine.jobs import Job, JobQueue
 from engine.model import SYSTEM_COLUMNS, Approvers, Blueprint, Flow, FlowAction, Formula, Step
@@ -123,6 +124,7 @@ __all__ = [
     "InboxItem",
     "Run",
     "StepView",
+    "SubmissionItem",
     "Task",
     "TrailEntry",
 ]
@@ -298,6 +300,17 @@ class InboxItem:
     due_at: datetime | None
     origin: str
     added_by: str | None
+
+
+@dataclass(frozen=True)
+class SubmissionItem:
+    """A run the actor submitted ("submitted by me"): the latest round of a record."""
+
+    run: Run
+    flow_label: Text
+    entity_label: Text
+    step_label: Text  # the current step's (blank once the run ended)
+    title: Any
 
 
 @dataclass
@@ -676,6 +689,7 @@ class FlowService:
         """The submitter takes a pending submission back, before anyone decided."""
         with self.write_engine.begin() as conn:
             record = self._lock_record(conn, entity, record_id)
+            self._may_see(actor, record, self._runs_of(conn, entity, record.id), conn)
             run = self._pending_run(conn, entity, record.id, flow)
             if run is None:
                 raise TransitionNotAllowed(
@@ -765,7 +779,7 @@ class FlowService:
         by_entity: dict[str, set[int]] = {}
         for row in rows:
             by_entity.setdefault(row.entity, set()).add(int(row.record_id))
-        titles = {e: self.records.title_values(e, ids) for e, ids in by_entity.items()}
+        titles = {e: self.records.title_values(e, ids, actor=actor) for e, ids in by_entity.items()}
         items = []
         for row in rows:
             task = _task(row)
@@ -811,6 +825,82 @@ class FlowService:
         """One task (for pages and tests); NotFound for an unknown id."""
         with self.engine.connect() as conn:
             return self._task_by_id(conn, task_id)
+
+    def run(self, run_id: int) -> Run:
+        """One run (which record a task is about); NotFound for an unknown id."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(self.runs).where(self.runs.c.id == run_id)).first()
+        if row is None:
+            raise NotFound(T(f"没有审批记录 #{run_id}", f"no approval run #{run_id}"))
+        return _run(row)
+
+    def _submissions_stmt(self, actor: Actor) -> sa.Select[Any]:
+        """The actor's submissions, each record's latest round of each flow only."""
+        r = self.runs
+        later = r.alias("later")
+        newer = (
+            sa.select(later.c.id)
+            .where(
+                later.c.flow == r.c.flow,
+                later.c.entity == r.c.entity,
+                later.c.record_id == r.c.record_id,
+                later.c.round > r.c.round,
+            )
+            .exists()
+        )
+        return sa.select(r).where(r.c.submitted_by == actor.name, ~newer)
+
+    def submissions(
+        self, actor: Actor, *, limit: int = 50, offset: int = 0
+    ) -> list[SubmissionItem]:
+        """What the actor submitted ("submitted by me"), newest first: each record's
+        latest round of each flow, whatever its state."""
+        if actor.name is None:
+            return []
+        r = self.runs
+        stmt = (
+            self._submissions_stmt(actor)
+            .order_by(r.c.submitted_at.desc(), r.c.id.desc())
+            .limit(max(0, limit))
+            .offset(max(0, offset))
+        )
+        with self.engine.connect() as conn:
+            runs = [_run(row) for row in conn.execute(stmt).all()]
+        by_entity: dict[str, set[int]] = {}
+        for run in runs:
+            by_entity.setdefault(run.entity, set()).add(run.record_id)
+        titles = {
+            e: self.records.title_values(e, ids, actor=actor)
+            for e, ids in by_entity.items()
+            if e in self.blueprint.entities
+        }
+        items = []
+        for run in runs:
+            fl = self.blueprint.flows.get(run.flow)
+            step = fl.steps.get(run.current_step) if fl and run.current_step else None
+            ent = self.blueprint.entities.get(run.entity)
+            items.append(
+                SubmissionItem(
+                    run=run,
+                    flow_label=_label(fl.label, run.flow) if fl else Text.of(run.flow),
+                    entity_label=_label(ent.label, run.entity) if ent else Text.of(run.entity),
+                    step_label=(
+                        _label(step.label, step.name)
+                        if step is not None
+                        else Text.of(run.current_step or "")
+                    ),
+                    title=titles.get(run.entity, {}).get(run.record_id),
+                )
+            )
+        return items
+
+    def submissions_count(self, actor: Actor) -> int:
+        """How many records the actor has submissions of (see :meth:`submissions`)."""
+        if actor.name is None:
+            return 0
+        stmt = sa.select(sa.func.count()).select_from(self._submissions_stmt(actor).subquery())
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
 
     # -- jobs -------------------------------------------------------------------------
 
@@ -986,7 +1076,7 @@ class FlowService:
             tid = int(task_id)
         except (TypeError, ValueError):
             tid = -1
-        task = self._find_task(conn, tid) if tid > 0 else None
+        task = self._find_task(conn, tid) if 0 < tid < 2**63 else None
         if task is None:
             raise NotFound(T(f"没有审批任务 #{task_id}", f"no approval task #{task_id}"))
         return task
@@ -1061,6 +1151,8 @@ class FlowService:
         ctx = _Ctx(conn, fl, run, record, self._tasks_of(conn, run.id), self.clock())
         task = ctx.task(first.id)
         if not actor.is_system and task.approver != actor.name:
+            # Someone who may not even see the record learns nothing about the task.
+            self._may_see(actor, record, self._runs_of(conn, run.entity, record.id), conn)
             raise PermissionDenied(
                 _fill(
                     T("这是 {who} 的审批任务，不是你的", "this task belongs to {who}, not to you"),
@@ -1464,10 +1556,29 @@ class FlowService:
         )
         ctx.record = self.records.load(ctx.conn, ctx.run.entity, ctx.record.id)
 
-    def _set_values(self, ctx: _Ctx, actor: Actor, *sets: Mapping[str, Any]) -> dict[str, Any]:
-        """The ``set:`` maps evaluated against the record (formulas) or taken as written."""
+    def _set_values(
+        self,
+        ctx: _Ctx,
+        actor: Actor,
+        *sets: Mapping[str, Any],
+        edits: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The ``set:`` maps evaluated against the record (formulas) or taken as written.
+
+        ``edits``: the approver's ``editable`` values saved with the same update; the
+        formulas see them (a manager who lowers a discount approves the lower one).
+        """
         out: dict[str, Any] = {}
         values = self._formula_values(ctx.record)
+        fields = self.blueprint.entities[ctx.run.entity].fields
+        for name, raw in (edits or {}).items():
+            f = fields.get(name)
+            if f is None or f.kind == "table":
+                continue
+            try:
+                values[name] = kind_of(f).coerce(f, raw)
+            except (FieldValueError, TypeError, ValueError, ArithmeticError):
+                continue  # the update reports it against the field
         for mapping in sets:
             for name, value in mapping.items():
                 if isinstance(value, Formula):
@@ -1613,7 +1724,7 @@ class FlowService:
     ) -> None:
         """End the run in ``state``: the status, the ``set`` fields, the run row."""
         data: dict[str, Any] = dict(values or {})
-        data.update(self._set_values(ctx, actor, step_set or {}, final_set or {}))
+        data.update(self._set_values(ctx, actor, step_set or {}, final_set or {}, edits=values))
         data[ctx.flow.status_field] = self._status(ctx.flow, _STATUS_OF_RUN[state])
         self._cancel_tasks(ctx, [t for t in ctx.tasks if t.state in ("open", "waiting")])
         self._set_record(ctx, actor, data)
@@ -1665,7 +1776,7 @@ class FlowService:
         later = active[active.index(step.name) + 1 :]
         if later:
             data = dict(values)
-            data.update(self._set_values(ctx, actor, step.on_approve.set))
+            data.update(self._set_values(ctx, actor, step.on_approve.set, edits=values))
             self._set_record(ctx, actor, data)
             self._check_validate(ctx, step, actor)
             self._enter_step(ctx, actor, fl.steps[later[0]])

@@ -44,8 +44,23 @@ The rules:
    update or delete is *permission denied*. Writes refuse read-only and hidden
    fields.
 
+8. **Approvers read what they are asked about.** On an entity with an approval
+   flow, a user who has a task (in any state: asked now, later, or before;
+   transferred or added ones too) on a record may read that record, whatever
+   their roles' read scope says: the finance user asked to approve a contract
+   opens it. It is read only (update and delete keep their scopes), and hidden
+   fields stay hidden: an approver sees the fields their roles show (a role the
+   entity does not list sees none). :meth:`Permissions.allows` and
+   :meth:`Permissions.read_scope` both grant it (``id IN (the records of this
+   entity the user was asked about)``), so lists agree with the detail page.
+
 ``team`` costs one small query of ``ff_users`` per call, so a change to the
-reporting line counts at once, also one made by another process.
+reporting line counts at once, also one made by another process. Rule 8 costs
+one indexed query of the flow tables when the role scope alone does not allow.
+The merged access of rules 1–6 (:meth:`Permissions.access`) is kept per roles and
+entity; rule 8 depends on the user's tasks, not their roles, so it is never part of
+that cached answer: :meth:`~Permissions.allows` and :meth:`~Permissions.read_scope`
+ask the flow tables afresh each time.
 """
 
 from __future__ import annotations
@@ -65,7 +80,7 @@ from engine.i18n import T, Text
 from engine.model import SCOPES, SYSTEM_COLUMNS, Access, Blueprint, Entity, Formula
 from engine.records import Actor, Record
 from engine.storage.formula_sql import to_sql
-from engine.storage.schema import EntityTable
+from engine.storage.schema import FLOW_RUNS_TABLE, FLOW_TASKS_TABLE, EntityTable
 from engine.users import ADMIN_ROLE, User, UserService
 
 __all__ = ["ACTIONS", "EffectiveAccess", "Permissions", "Scope", "merge_scopes"]
@@ -164,6 +179,8 @@ class Permissions:
         self.clock = clock or users.clock
         self.tz = ZoneInfo(blueprint.timezone)
         self._merged: dict[tuple[bool, frozenset[str], str], EffectiveAccess] = {}
+        #: Entities with an approval flow: their approvers may read (rule 8).
+        self._flow_entities = frozenset(f.entity for f in blueprint.flows.values())
 
     # -- merging -----------------------------------------------------------------
 
@@ -290,7 +307,11 @@ class Permissions:
         acc = self.access(actor, entity)
         if acc.unrestricted:
             return True
-        scope = acc.scope(action)
+        if self._in_scope(actor, acc.scope(action), record):
+            return True
+        return action == "read" and self._was_asked(actor, acc.entity, record.id)
+
+    def _in_scope(self, actor: Actor, scope: Scope, record: Record) -> bool:
         if scope.everything:
             return True
         if scope.level == "own" and record.owner is not None and record.owner == actor.name:
@@ -340,6 +361,18 @@ class Permissions:
         scope = acc.scope(action)
         if scope.everything:
             return None
+        clauses = self._scope_clauses(actor, et, action, scope)
+        if action == "read":
+            asked = self._asked_clause(actor, et)
+            if asked is not None:
+                clauses.append(asked)
+        if not clauses:
+            return sa.false()
+        return clauses[0] if len(clauses) == 1 else sa.or_(*clauses)
+
+    def _scope_clauses(
+        self, actor: Actor, et: EntityTable, action: Action, scope: Scope
+    ) -> list[ColumnElement[bool]]:
         owner = et.table.c.owner
         clauses: list[ColumnElement[bool]] = []
         if scope.level == "own" and actor.name is not None:
@@ -358,9 +391,44 @@ class Permissions:
                     clauses.append(to_sql(formula.compiled, columns, ctx=ctx, condition=True))
                 except ExpressionError as exc:
                     raise _untranslatable(et.entity.name, role, action, exc) from exc
-        if not clauses:
-            return sa.false()
-        return clauses[0] if len(clauses) == 1 else sa.or_(*clauses)
+        return clauses
+
+    # -- approvers (rule 8) ------------------------------------------------------------
+
+    def _asked_records(self, actor: Actor, entity: str) -> sa.Select[Any]:
+        """The ids of ``entity``'s records on which ``actor`` has a flow task."""
+        tables = self.users.schema.metadata.tables
+        runs, tasks = tables[FLOW_RUNS_TABLE], tables[FLOW_TASKS_TABLE]
+        return (
+            sa.select(runs.c.record_id)
+            .join(tasks, tasks.c.run_id == runs.c.id)
+            .where(tasks.c.approver == actor.name, runs.c.entity == entity)
+        )
+
+    def _was_asked(self, actor: Actor, entity: str, record_id: int) -> bool:
+        """Whether ``actor`` has (or had) a task on this record (one indexed query)."""
+        if entity not in self._flow_entities or actor.name is None:
+            return False
+        stmt = self._asked_records(actor, entity).where(
+            self.users.schema.metadata.tables[FLOW_RUNS_TABLE].c.record_id == record_id
+        )
+        with self.users.engine.connect() as conn:
+            return conn.execute(stmt.limit(1)).first() is not None
+
+    def _asked_clause(self, actor: Actor, et: EntityTable) -> ColumnElement[bool] | None:
+        """``id IN (records actor was asked about)``; None when there are none.
+
+        The subquery only joins the WHERE when the user has a task on the entity at
+        all (one indexed query), so a user never asked keeps their plain scope.
+        """
+        entity = et.entity.name
+        if entity not in self._flow_entities or actor.name is None:
+            return None
+        asked = self._asked_records(actor, entity)
+        with self.users.engine.connect() as conn:
+            if conn.execute(asked.limit(1)).first() is None:
+                return None
+        return et.table.c.id.in_(asked)
 
     # -- owners ----------------------------------------------------------------------
 

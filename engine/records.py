@@ -603,6 +603,8 @@ class RecordService:
             rid = int(record_id)
         except (TypeError, ValueError):
             raise NotFound() from None
+        if not 0 < rid < 2**63:  # no such id; PostgreSQL would refuse it as out of range
+            raise NotFound()
         stmt = self._by_id.get(et.entity.name)
         if stmt is None:
             stmt = self._by_id[et.entity.name] = sa.select(et.table).where(

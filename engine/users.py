@@ -363,6 +363,22 @@ class UserService:
                     found[user.name] = user
         return found
 
+    def labels(self, names: Iterable[str]) -> dict[str, str]:
+        """``{name: display name, else the name}`` of those users that exist (one query)."""
+        wanted = sorted({n for n in names if n})
+        out: dict[str, str] = {}
+        if not wanted:
+            return out
+        u = self.users
+        stmt = sa.select(u.c.name, u.c.display_name).where(
+            u.c.name.in_(sa.bindparam("names", expanding=True))
+        )
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                for name, display in conn.execute(stmt, {"names": wanted[start : start + 500]}):
+                    out[name] = display or name
+        return out
+
     def list(self, *, active_only: bool = False) -> list[User]:
         """Every user, by name."""
         stmt = sa.select(self.users).order_by(self.users.c.name)

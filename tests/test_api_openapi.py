@@ -46,7 +46,15 @@ def test_the_document_is_valid_openapi_3_1(app: Flask) -> None:
 def test_it_lists_every_entity_and_endpoint(app: Flask) -> None:
     doc = document(app)
     entities = list(services_of(app).blueprint.entities)
-    assert entities == ["customer", "contact", "opportunity", "visit", "contract", "sales_target"]
+    assert entities == [
+        "customer",
+        "contact",
+        "opportunity",
+        "visit",
+        "contract",
+        "quote",
+        "sales_target",
+    ]
     for name in entities:
         assert name in doc["components"]["schemas"]
         assert f"{name}_input" in doc["components"]["schemas"]

@@ -192,6 +192,22 @@ def test_sql_keyword_entity_name(tmp_path: Path) -> None:
     assert only(problems).startswith(f"{at(text, 'order:')}: 'order' is a reserved word")
 
 
+def test_an_entity_may_not_take_an_api_path(tmp_path: Path) -> None:
+    text, problems = run(
+        tmp_path,
+        """
+        entities:
+          tasks:
+            label: Tasks
+            fields:
+              title: {type: text}
+        """,
+    )
+    assert only(problems).startswith(
+        f"{at(text, 'tasks:')}: the entity name 'tasks' is taken by the API (/api/v1/tasks)"
+    )
+
+
 def test_names_differing_only_in_case(tmp_path: Path) -> None:
     text, problems = run(
         tmp_path,

@@ -184,19 +184,21 @@ def create_app(
             default_max_mb=float(app.config.get("FORMFLOW_UPLOAD_MAX_MB") or DEFAULT_MAX_MB),
         ),
         notifications=runtime.notifications,
+        events=runtime.events,
         jobs=runtime.jobs,
+        flows=runtime.flows,
         runtime=runtime,
     )
 
     csrf.init_app(app)
     from engine.web import api, auth, context, files, i18n
-    from engine.web.views import home, lists, notifications, parts, records
+    from engine.web.views import flows, home, lists, notifications, parts, records
 
     i18n.init_app(app, blueprint.timezone)
     auth.init_app(app)
     api.init_app(app, csrf)  # JSON API: bearer tokens only, so exempt from CSRF
     context.init_app(app)
-    for module in (home, lists, records, parts, notifications):
+    for module in (home, lists, records, parts, notifications, flows):
         app.register_blueprint(module.bp)
 
     _install_hooks(app, blueprint.timezone)

@@ -1,7 +1,11 @@
 """What the pages talk to: the blueprint and the services, kept on the Flask app.
 
 The web layer calls services only (records, users, permissions, uploads,
-notifications), never tables or sessions; :func:`services` is how a view reaches them.
+notifications, flows), never tables or sessions; :func:`services` is how a view reaches
+them. The services come from one :func:`engine.runtime.build_runtime` (one
+:class:`EventBus` and one :class:`JobQueue` per app): the record service emits on the
+bus, the flow service emits on it too and schedules its timers on the queue (a worker
+runs them).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy.engine import Engine
 
+from engine.events import EventBus
+from engine.flows import FlowService
 from engine.jobs import JobQueue
 from engine.model import Blueprint
 from engine.notifications import NotificationService
@@ -36,7 +42,9 @@ class Services:
     permissions: Permissions
     uploads: UploadService
     notifications: NotificationService
+    events: EventBus
     jobs: JobQueue
+    flows: FlowService
     runtime: Runtime
 
 

@@ -2,7 +2,10 @@
 
 * :class:`ApiError` is raised by the API's own checks (bad JSON, missing version...).
 * Engine errors map by type: QueryError 400, PermissionDenied 403, NotFound 404,
-  Conflict 409 (with its details: ``current_version``, ``updated_by``, ``updated_at``),
+  Conflict 409 (with its details: ``current_version``, ``updated_by``, ``updated_at``;
+  a locked record: ``flow``, ``submitted_by``, ``submitted_at``), flow errors with
+  their status and details (AlreadyDecided 409: ``by``, ``at``, ``decision``;
+  NoApprovers 422: ``step``),
   RecordInvalid 422 (with ``errors``: field -> messages, in the request language).
 * Werkzeug's HTTP errors (413 body too large, 405 ...) keep their status.
 * Anything else is logged with its traceback and answered ``500 internal error``;
@@ -21,7 +24,14 @@ from flask import Blueprint, current_app, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from engine.errors import Conflict, FormflowError, NotFound, PermissionDenied, RecordInvalid
+from engine.errors import (
+    Conflict,
+    FlowError,
+    FormflowError,
+    NotFound,
+    PermissionDenied,
+    RecordInvalid,
+)
 from engine.i18n import T, Text
 from engine.storage.query import QueryError
 
@@ -117,6 +127,9 @@ def _formflow_error(exc: FormflowError) -> Response:
         return error_response(422, exc.text, lang, errors=exc.as_dict(lang))
     if isinstance(exc, Conflict):
         return error_response(409, exc.text, lang, **exc.details)
+    if isinstance(exc, FlowError) and 400 <= exc.http_status < 500:
+        # already decided: by, at, decision; a refused return: choices; no approvers: step
+        return error_response(exc.http_status, exc.text, lang, **exc.details)
     if isinstance(exc, QueryError):
         extra: dict[str, Any] = {k: v for k, v in (("param", exc.param), ("field", exc.field)) if v}
         return error_response(400, exc.text, lang, **extra)

@@ -527,6 +527,117 @@ class _Builder:
             }
         }
 
+    def flow_paths(self, entity: Entity) -> dict[str, Any]:
+        """``/{entity}/{id}/flow`` (state), ``.../flow/submit`` and ``.../flow/recall``."""
+        comp = component_name(entity.name)
+        label = entity.label.get(self.lang) or entity.name
+        base = f"{VERSION_PREFIX}/{entity.name}/{{id}}/flow"
+        params = [_ref("RecordId", "parameters"), _ref("lang", "parameters")]
+        state = {
+            "description": "the flow state as the caller sees it now",
+            "content": {JSON: {"schema": _ref("FlowState")}},
+        }
+        flows = [f.name for f in self.blueprint.flows.values() if f.entity == entity.name]
+
+        def action(verb: str, body: str, summary: str, codes: tuple[int, ...]) -> dict[str, Any]:
+            return {
+                "operationId": f"flow_{verb}_{comp}",
+                "summary": f"{label}: {summary}",
+                "tags": ["flows"],
+                "requestBody": {"required": False, "content": {JSON: {"schema": _ref(body)}}},
+                "responses": {"200": state, **self._flow_errors(*codes)},
+            }
+
+        return {
+            base: {
+                "parameters": params,
+                "get": {
+                    "operationId": f"flow_state_{comp}",
+                    "summary": f"{label}: where the record stands in its flow ({', '.join(flows)})",
+                    "tags": ["flows"],
+                    "parameters": [_ref("FlowName", "parameters")],
+                    "responses": {"200": state, **self._flow_errors(401, 404, 409)},
+                },
+            },
+            f"{base}/submit": {
+                "parameters": params,
+                "post": action(
+                    "submit",
+                    "FlowSubmit",
+                    "submit (again after a rejection, return or recall)",
+                    (400, 401, 403, 404, 409, 422),
+                ),
+            },
+            f"{base}/recall": {
+                "parameters": params,
+                "post": action(
+                    "recall",
+                    "FlowRecall",
+                    "recall a pending submission (the submitter, before any decision)",
+                    (400, 401, 403, 404, 409),
+                ),
+            },
+        }
+
+    def task_paths(self) -> dict[str, Any]:
+        """``/tasks`` (the caller's inbox) and the actions on one task."""
+        base = f"{VERSION_PREFIX}/tasks"
+        state = {
+            "description": "the flow state of the task's record, as the caller sees it now",
+            "content": {JSON: {"schema": _ref("FlowState")}},
+        }
+        actions = {
+            "approve": ("TaskApprove", "approve (values: the step's editable fields)"),
+            "reject": ("TaskReject", "reject (the flow says where the run goes)"),
+            "return": ("TaskReturn", "send back to the submitter or an earlier step (回退)"),
+            "transfer": ("TaskUser", "hand the task to another user (转交)"),
+            "add-approver": ("TaskUser", "ask another user at this step too (加签)"),
+        }
+        paths: dict[str, Any] = {
+            base: {
+                "get": {
+                    "operationId": "list_tasks",
+                    "summary": "my open tasks, oldest first (待我审批 / waiting for me)",
+                    "tags": ["flows"],
+                    "parameters": [
+                        _ref("TaskLimit", "parameters"),
+                        _ref("offset", "parameters"),
+                        _ref("lang", "parameters"),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "one page of open tasks",
+                            "content": {JSON: {"schema": _ref("TaskPage")}},
+                        },
+                        **self._errors(400, 401),
+                    },
+                }
+            }
+        }
+        for verb, (body, summary) in actions.items():
+            paths[f"{base}/{{task_id}}/{verb}"] = {
+                "parameters": [_ref("TaskId", "parameters"), _ref("lang", "parameters")],
+                "post": {
+                    "operationId": f"task_{verb.replace('-', '_')}",
+                    "summary": summary,
+                    "tags": ["flows"],
+                    "requestBody": {
+                        "required": verb not in ("approve", "reject"),
+                        "content": {JSON: {"schema": _ref(body)}},
+                    },
+                    "responses": {"200": state, **self._flow_errors(400, 401, 403, 404, 409, 422)},
+                },
+            }
+        return paths
+
+    def _flow_errors(self, *codes: int) -> dict[str, Any]:
+        out = self._errors(*(c for c in codes if c not in (409, 422)))
+        if 409 in codes:
+            out["409"] = _ref("FlowConflict", "responses")
+        if 422 in codes:
+            out["422"] = _ref("FlowInvalid", "responses")
+        return out
+
     @staticmethod
     def _page_schema(comp: str) -> dict[str, Any]:
         return {
@@ -552,12 +663,21 @@ class _Builder:
         ]
         schemas: dict[str, Any] = dict(_COMMON_SCHEMAS)
         paths: dict[str, Any] = {}
+        flow_entities = {f.entity for f in self.blueprint.flows.values()}
         for entity in entities:
             comp = component_name(entity.name)
             schemas[comp] = self.record_schema(entity)
             schemas[f"{comp}_input"] = self.input_schema(entity)
             paths.update(self.paths(entity))
+            if entity.name in flow_entities:
+                paths.update(self.flow_paths(entity))
+        tags = [{"name": e.name, "description": e.label.get(self.lang) or e.name} for e in entities]
+        if self.blueprint.flows:
+            schemas.update(_FLOW_SCHEMAS)
+            paths.update(self.task_paths())
+            tags.append({"name": "flows", "description": "approval flows and tasks / 审批"})
         paths[f"{VERSION_PREFIX}/uploads"] = self.uploads_path()
+        tags.append({"name": "uploads", "description": "files for file fields"})
         paths[f"{VERSION_PREFIX}/openapi.json"] = {
             "get": {
                 "operationId": "openapi",
@@ -583,10 +703,7 @@ class _Builder:
             },
             "servers": [{"url": "/"}],
             "security": [{"bearer": []}],
-            "tags": [
-                {"name": e.name, "description": e.label.get(self.lang) or e.name} for e in entities
-            ]
-            + [{"name": "uploads", "description": "files for file fields"}],
+            "tags": tags,
             "paths": paths,
             "components": {
                 "securitySchemes": {
@@ -671,6 +788,236 @@ _COMMON_SCHEMAS: dict[str, Any] = {
     },
 }
 
+_NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
+_MOMENT: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+_TASK = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "step": {"type": "string"},
+        "visit": {"type": "integer", "description": "1, then 2 after a return to the step"},
+        "approver": _NULLABLE_STRING,
+        "state": {
+            "type": "string",
+            "enum": [
+                "waiting",
+                "open",
+                "approved",
+                "rejected",
+                "transferred",
+                "cancelled",
+                "skipped",
+            ],
+        },
+        "origin": {"type": "string", "enum": ["resolved", "added", "transferred", "escalated"]},
+        "added_by": _NULLABLE_STRING,
+        "transferred_to": _NULLABLE_STRING,
+        "comment": _NULLABLE_STRING,
+        "opened_at": _MOMENT,
+        "decided_at": _MOMENT,
+        "due_at": _MOMENT,
+    },
+    "required": ["id", "step", "approver", "state", "origin"],
+}
+_COMMENT = {"type": ["string", "null"], "maxLength": 2000}
+
+#: The approval-flow schemas (added when the blueprint has flows).
+_FLOW_SCHEMAS: dict[str, Any] = {
+    "FlowTask": _TASK,
+    "FlowState": {
+        "type": "object",
+        "properties": {
+            "flow": {"type": "string"},
+            "label": {"type": "string"},
+            "entity": {"type": "string"},
+            "record_id": {"type": "integer"},
+            "state": {
+                "type": "string",
+                "enum": ["draft", "pending", "approved", "rejected", "returned", "recalled"],
+            },
+            "round": {"type": "integer", "description": "0 before the first submit"},
+            "run_id": {"type": ["integer", "null"]},
+            "current_step": _NULLABLE_STRING,
+            "submitted_by": _NULLABLE_STRING,
+            "submitted_at": _MOMENT,
+            "finished_at": _MOMENT,
+            "steps": {
+                "type": "array",
+                "description": "every step: those reached (decided, open, skipped), then those "
+                "to come",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "label": {"type": "string"},
+                        "mode": {"type": "string", "enum": ["any", "all"]},
+                        "state": {
+                            "type": "string",
+                            "enum": [
+                                "not_submitted",
+                                "waiting",
+                                "open",
+                                "approved",
+                                "rejected",
+                                "cancelled",
+                                "skipped",
+                            ],
+                        },
+                        "visit": {"type": "integer"},
+                        "approvers": {"type": "array", "items": {"type": "string"}},
+                        "tasks": {"type": "array", "items": _ref("FlowTask")},
+                    },
+                },
+            },
+            "open_tasks": {"type": "array", "items": _ref("FlowTask")},
+            "my_tasks": {"type": "array", "items": _ref("FlowTask")},
+            "actions": {
+                "type": "array",
+                "description": "what the caller may do now",
+                "items": {
+                    "type": "string",
+                    "enum": [
+                        "submit",
+                        "recall",
+                        "approve",
+                        "reject",
+                        "return_to",
+                        "transfer",
+                        "add_approver",
+                    ],
+                },
+            },
+            "return_targets": {
+                "type": "array",
+                "description": "where the caller's task may send the run: submitter or a step",
+                "items": {"type": "string"},
+            },
+            "trail": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "at": {"type": "string", "format": "date-time"},
+                        "who": _NULLABLE_STRING,
+                        "action": {"type": "string"},
+                        "step": _NULLABLE_STRING,
+                        "round": {"type": ["integer", "null"]},
+                        "comment": _NULLABLE_STRING,
+                        "task_id": {"type": ["integer", "null"]},
+                        "details": {"type": "object"},
+                    },
+                },
+            },
+        },
+        "required": ["flow", "entity", "record_id", "state", "round", "steps", "actions"],
+    },
+    "TaskPage": {
+        "type": "object",
+        "properties": {
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "task_id": {"type": "integer"},
+                        "flow": {"type": "string"},
+                        "flow_label": {"type": "string"},
+                        "step": {"type": "string"},
+                        "step_label": {"type": "string"},
+                        "entity": {"type": "string"},
+                        "entity_label": {"type": "string"},
+                        "record_id": {"type": "integer"},
+                        "record_url": {"type": "string"},
+                        "title": _NULLABLE_STRING,
+                        "round": {"type": "integer"},
+                        "submitted_by": _NULLABLE_STRING,
+                        "submitted_at": {"type": "string", "format": "date-time"},
+                        "opened_at": _MOMENT,
+                        "due_at": _MOMENT,
+                        "origin": {"type": "string"},
+                        "added_by": _NULLABLE_STRING,
+                    },
+                },
+            },
+            "count": {"type": "integer"},
+            "has_more": {"type": "boolean"},
+        },
+        "required": ["data", "count", "has_more"],
+    },
+    "FlowSubmit": {
+        "type": "object",
+        "properties": {
+            "flow": {"type": ["string", "null"], "description": "needed when several apply"},
+            "comment": _COMMENT,
+        },
+        "additionalProperties": False,
+    },
+    "FlowRecall": {
+        "type": "object",
+        "properties": {"flow": {"type": ["string", "null"]}},
+        "additionalProperties": False,
+    },
+    "TaskApprove": {
+        "type": "object",
+        "properties": {
+            "comment": _COMMENT,
+            "values": {
+                "type": "object",
+                "description": "the step's editable fields (others: 422)",
+            },
+        },
+        "additionalProperties": False,
+    },
+    "TaskReject": {
+        "type": "object",
+        "properties": {"comment": _COMMENT},
+        "additionalProperties": False,
+    },
+    "TaskReturn": {
+        "type": "object",
+        "properties": {
+            "step": {"type": "string", "description": "submitter, or an earlier step"},
+            "comment": _COMMENT,
+        },
+        "required": ["step"],
+        "additionalProperties": False,
+    },
+    "TaskUser": {
+        "type": "object",
+        "properties": {"user": {"type": "string"}, "comment": _COMMENT},
+        "required": ["user"],
+        "additionalProperties": False,
+    },
+    "FlowError": {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string"},
+            "by": _NULLABLE_STRING,
+            "at": {"type": "string"},
+            "decision": {"type": "string"},
+            "choices": {"type": "array", "items": {"type": "string"}},
+            "flow": {"type": "string"},
+            "submitted_by": _NULLABLE_STRING,
+            "submitted_at": {"type": "string"},
+        },
+        "required": ["error"],
+    },
+    "FlowValidationError": {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string"},
+            "errors": {
+                "type": "object",
+                "description": "comment, user, a field or _record -> messages",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
+            "step": {"type": "string", "description": "the step nobody could approve"},
+        },
+        "required": ["error"],
+    },
+}
+
 _PARAMETERS: dict[str, Any] = {
     "RecordId": {
         "name": "id",
@@ -707,6 +1054,23 @@ _PARAMETERS: dict[str, Any] = {
         "in": "query",
         "description": "language of messages (else Accept-Language)",
         "schema": {"type": "string", "enum": ["zh", "en"]},
+    },
+    "TaskId": {
+        "name": "task_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "TaskLimit": {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
+    },
+    "FlowName": {
+        "name": "flow",
+        "in": "query",
+        "description": "which flow (default: the pending one, else the latest)",
+        "schema": {"type": "string"},
     },
     "IdempotencyKey": {
         "name": "Idempotency-Key",
@@ -765,6 +1129,16 @@ _RESPONSES: dict[str, Any] = {
     "Invalid": {
         "description": "the record is invalid; every problem by field",
         "content": _error_content("ValidationError"),
+    },
+    "FlowConflict": {
+        "description": "already decided (by, at, decision), not allowed in the current state, "
+        "or the record is locked by a pending flow",
+        "content": _error_content("FlowError"),
+    },
+    "FlowInvalid": {
+        "description": "a comment is required, a value is invalid (errors by field), or a "
+        "step has nobody to approve it (step)",
+        "content": _error_content("FlowValidationError"),
     },
     "PreconditionRequired": {
         "description": "an update named no version (If-Match or version)",

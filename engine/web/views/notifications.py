@@ -14,6 +14,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from engine.web.auth import safe_next
+from engine.web.formatting import show_datetime
 from engine.web.i18n import current_lang
 from engine.web.services import services
 
@@ -38,7 +39,7 @@ def index() -> str:
             "body": n.body.get(lang),
             "link": n.link,
             "read": n.read,
-            "at": n.created_at.strftime("%Y-%m-%d %H:%M"),
+            "at": show_datetime(n.created_at, lang),
         }
         for n in notes.list(_user(), limit=PAGE_SIZE)
     ]

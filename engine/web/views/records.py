@@ -15,8 +15,9 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from engine.errors import Conflict, NotFound, PermissionDenied, RecordInvalid
+from engine.errors import Conflict, NotFound, PermissionDenied, RecordInvalid, RecordLocked
 from engine.fields import FieldValueError, kind_of
+from engine.flows import AUDIT_ACTIONS as FLOW_TRAIL_ACTIONS
 from engine.i18n import Text
 from engine.model import Entity, Field
 from engine.records import Actor, AuditEntry, Record
@@ -46,6 +47,7 @@ from engine.web.i18n import N_, _, current_lang
 from engine.web.people import People
 from engine.web.services import services
 from engine.web.views.common import entity_or_404, link, list_columns
+from engine.web.views.flows import edit_lock, flow_panels, lock_notice
 from engine.web.widgets import section_layout
 
 bp = Blueprint("records", __name__)
@@ -165,6 +167,8 @@ def _history(
     people = people or {}
     out = []
     for e in reversed(entries):
+        if e.via == "flow" and e.action in FLOW_TRAIL_ACTIONS:
+            continue  # the flow panel's approval trail shows these
         changes = []
         for name, pair in e.changes.items():
             if name in hidden:
@@ -299,6 +303,8 @@ def _detail(ent: Entity, record_id: int) -> str:
         updated=show_datetime(record.updated_at, lang),
         version=record.version,
     )
+    panels = flow_panels(ent, record, actor)
+    locked = lock_notice(panels)
     return render_template(
         "detail.html",
         entity=ent,
@@ -310,12 +316,14 @@ def _detail(ent: Entity, record_id: int) -> str:
         history=_history(ent, entries, hidden, lang, people),
         related=_related(ent, record, actor, lang),
         edit_url=url_for("records.edit", entity=ent.name, record_id=record.id)
-        if access.can_update(actor, ent, record)
+        if not locked and access.can_update(actor, ent, record)
         else None,
         delete_url=url_for("records.delete", entity=ent.name, record_id=record.id)
-        if access.can_delete(actor, ent, record)
+        if not locked and access.can_delete(actor, ent, record)
         else None,
         list_url=url_for("lists.index", entity=ent.name),
+        flow_panels=panels,
+        lock_notice=locked,
     )
 
 
@@ -457,6 +465,10 @@ def edit(entity: str, record_id: int) -> Response | tuple[str, int]:
     lang = current_lang()
     svc = services()
     record = load_record(ent, record_id, actor)
+    locked = edit_lock(ent, record, actor)
+    if locked is not None:  # pending approval: nothing to edit until it ends
+        flash(locked, "error")
+        return redirect(url_for("records.detail", entity=ent.name, record_id=record.id))
     if request.method == "POST":
         states = states_for(ent, record.values, record.tables, actor, record)
         editable = editable_fields(ent, actor, record, states)
@@ -479,6 +491,9 @@ def edit(entity: str, record_id: int) -> Response | tuple[str, int]:
                 status=422,
                 version=version,
             )
+        except RecordLocked as exc:  # submitted meanwhile
+            flash(exc.message(lang), "error")
+            return redirect(url_for("records.detail", entity=ent.name, record_id=record.id))
         except Conflict as exc:
             current = load_record(ent, record_id, actor)
             shown = preview(ent, data, actor, current, lang)
@@ -508,6 +523,10 @@ def delete(entity: str, record_id: int) -> Response | tuple[str, int]:
     actor = current_actor()
     lang = current_lang()
     record = load_record(ent, record_id, actor)
+    locked = edit_lock(ent, record, actor)
+    if locked is not None:  # pending approval: it cannot be deleted until it ends
+        flash(locked, "error")
+        return redirect(url_for("records.detail", entity=ent.name, record_id=record.id))
     title = record_title(ent, record.values, record.id, lang)
     errors: list[str] = []
     status = 200
