@@ -204,6 +204,7 @@ def varchar_length(engine: Engine, table: str, column: str) -> int | None:
 
 SYSTEM_TABLES = {
     "ff_audit",
+    "ff_exports",
     "ff_idempotency",
     "ff_meta",
     "ff_sequences",
@@ -248,6 +249,7 @@ def test_initialise_creates_tables_and_records_state(make_engine: Callable[[], E
         ("create_table", "e_customer"),
         ("create_table", "e_customer__contacts"),
         ("create_table", "ff_audit"),
+        ("create_table", "ff_exports"),
         ("create_table", "ff_idempotency"),
         ("create_table", "ff_meta"),
         ("create_table", "ff_sequences"),
@@ -1046,5 +1048,31 @@ def test_an_older_database_gets_the_uploads_table(engine: Engine) -> None:
     assert not plan.data_loss
     migrate(engine, V1)
     assert "ff_uploads" in tables(engine)
+    ensure_current(engine, V1)
+    assert plan_of(engine, V1).empty
+
+
+def test_an_older_database_gets_the_exports_table(engine: Engine) -> None:
+    """A database made before ff_exports existed is behind; migrating adds the table."""
+    migrate(engine, V1)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE ff_exports"))
+        conn.execute(sa.text("UPDATE ff_meta SET value = 'older' WHERE key = 'schema_digest'"))
+    with pytest.raises(SchemaBehind):
+        ensure_current(engine, V1)
+    plan = plan_of(engine, V1)
+    assert [(c.kind, c.table) for c in plan.changes] == [("create_table", "ff_exports")]
+    assert not plan.data_loss
+    migrate(engine, V1)
+    assert "ff_exports" in tables(engine)
+    assert {c["name"] for c in sa.inspect(engine).get_columns("ff_exports")} >= {
+        "user",
+        "at",
+        "entity",
+        "format",
+        "rows",
+        "filters",
+        "file_name",
+    }
     ensure_current(engine, V1)
     assert plan_of(engine, V1).empty
