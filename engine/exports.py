@@ -61,7 +61,11 @@ from engine.storage.schema import Schema
 
 __all__ = [
     "CHUNK_ROWS",
+    "CONTENT_TYPES",
+    "EXPORT_PARAMS",
     "FORMATS",
+    "HEADER_MODES",
+    "REF_MODES",
     "Column",
     "Export",
     "ExportEntry",
@@ -127,7 +131,7 @@ MSG_NO_READ = T("你无权查看此实体的记录", "you may not read records o
 
 
 class ExportRefused(FormflowError):
-    """An export that cannot be made as asked (bad option, too many rows for XLSX)."""
+    """An export that cannot be made as asked (too many rows for an XLSX sheet)."""
 
     http_status = 422
     default_message = T("无法导出", "cannot export")
@@ -871,14 +875,15 @@ class ExportService:
     ) -> Export:
         """An :class:`Export` of ``entity``'s records matching ``query`` (its paging is
         ignored), as ``actor`` may read them. Raises before anything is streamed:
-        :class:`ExportRefused` (bad option, too many rows for XLSX), QueryError,
-        NotFound (no such entity), PermissionDenied (the actor may read none)."""
+        :class:`ExportRefused` (too many rows for XLSX), QueryError (a bad query),
+        NotFound (no such entity), PermissionDenied (the actor may read none).
+        A bad ``fmt``, ``headers`` or ``refs`` is a QueryError too."""
         if fmt not in FORMATS:
-            raise ExportRefused(MSG_FORMAT)
+            raise QueryError(MSG_FORMAT, param="format")
         if headers not in HEADER_MODES:
-            raise ExportRefused(MSG_HEADERS)
+            raise QueryError(MSG_HEADERS, param="headers")
         if refs not in REF_MODES:
-            raise ExportRefused(MSG_REFS)
+            raise QueryError(MSG_REFS, param="refs")
         ent = self.blueprint.entities.get(entity)
         if ent is None:
             raise NotFound(T(f"没有实体 {entity}", f"no entity {entity!r}"))

@@ -44,6 +44,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from engine.errors import FormflowError
+from engine.exports import ExportService
 from engine.fields import using_timezone
 from engine.i18n import normalise_lang
 from engine.loader import load
@@ -151,11 +152,12 @@ def create_app(
     users = UserService(blueprint, schema, engine)
     permissions = Permissions(blueprint, users)
     upload_dir = app.config.get("FORMFLOW_UPLOAD_DIR") or upload_folder(path, url)
+    record_service = RecordService(blueprint, schema, engine, access=permissions)
     app.extensions[EXTENSION_KEY] = Services(
         blueprint=blueprint,
         schema=schema,
         engine=engine,
-        records=RecordService(blueprint, schema, engine, access=permissions),
+        records=record_service,
         users=users,
         permissions=permissions,
         uploads=UploadService(
@@ -165,17 +167,18 @@ def create_app(
             Path(upload_dir),
             default_max_mb=float(app.config.get("FORMFLOW_UPLOAD_MAX_MB") or DEFAULT_MAX_MB),
         ),
+        exports=ExportService(blueprint, schema, engine, record_service, permissions=permissions),
     )
 
     csrf.init_app(app)
     from engine.web import api, auth, context, files, i18n
-    from engine.web.views import home, lists, parts, records
+    from engine.web.views import exports, home, lists, parts, records
 
     i18n.init_app(app, blueprint.timezone)
     auth.init_app(app)
     api.init_app(app, csrf)  # JSON API: bearer tokens only, so exempt from CSRF
     context.init_app(app)
-    for module in (home, lists, records, parts):
+    for module in (home, lists, records, parts, exports):
         app.register_blueprint(module.bp)
 
     _install_hooks(app, blueprint.timezone)

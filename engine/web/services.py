@@ -1,6 +1,6 @@
 """What the pages talk to: the blueprint and the services, kept on the Flask app.
 
-The web layer calls services only (records, users, permissions, uploads), never tables
+The web layer calls services only (records, users, permissions, uploads, exports), never tables
 or sessions; :func:`services` is how a view reaches them.
 """
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy.engine import Engine
 
+from engine.exports import ExportService
 from engine.model import Blueprint
 from engine.permissions import Permissions
 from engine.records import RecordService
@@ -32,6 +33,7 @@ class Services:
     users: UserService
     permissions: Permissions
     uploads: UploadService
+    exports: ExportService
 
 
 def services() -> Services:
