@@ -30,6 +30,7 @@ the short version:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -676,7 +677,6 @@ class Export:
 
     def _build_xlsx(self) -> None:
         from openpyxl import Workbook
-        from openpyxl.styles import Font
 
         book = Workbook(write_only=True)
         taken: set[str] = set()
@@ -686,27 +686,26 @@ class Export:
             )
         )
         key_col = next(c for c in self.columns if c.name == self.key)
-        sheets: list[tuple[Field, Any, list[Column], list[int]]] = []
+        sheets: list[_ChildSheet] = []
         for table in self.tables:
             sheet = book.create_sheet(
                 _sheet_title(_sheet_candidates(table.label, table.name, self.headers), taken)
             )
-            sheets.append((table, sheet, _child_columns(table, key_col, self.headers), [0]))
-        bold = Font(bold=True)
+            sheets.append(_ChildSheet(table, sheet, _child_columns(table, key_col, self.headers)))
+        try:
+            self._fill_xlsx(main, key_col, sheets)
+            # Kept open past this method: the response streams it, _cleanup() closes it.
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115
+            book.save(self._file)
+        except BaseException:
+            _discard(book)
+            raise
+        self._file.seek(0)
 
-        def head(sheet: Any, cols: Sequence[Column]) -> None:
-            cells = []
-            for c in cols:
-                cell = xlsx_cell(sheet, neutralise(c.header), None)
-                cell.font = bold
-                cells.append(cell)
-                sheet.column_dimensions[_letter(len(cells))].width = _width(c.header)
-            sheet.freeze_panes = "A2"
-            sheet.append(cells)
-
-        head(main, self.columns)
-        for _table, sheet, cols, _count in sheets:
-            head(sheet, cols)
+    def _fill_xlsx(self, main: Any, key_col: Column, sheets: Sequence[_ChildSheet]) -> None:
+        _head_row(main, self.columns)
+        for child_sheet in sheets:
+            _head_row(child_sheet.sheet, child_sheet.columns)
         formats = [c.number_format for c in self.columns]
         for rows in self._chunks():
             children = (
@@ -719,8 +718,8 @@ class Export:
             titles = self._titles(
                 (self.columns, rows),
                 *(
-                    (cols, [c for g in children.get(t.name, {}).values() for c in g])
-                    for t, _sheet, cols, _count in sheets
+                    (s.columns, [c for g in children.get(s.table.name, {}).values() for c in g])
+                    for s in sheets
                 ),
             )
             for row in rows:
@@ -730,22 +729,18 @@ class Export:
                 main.append([xlsx_cell(main, v, f) for v, f in zip(cells, formats, strict=True)])
                 self.rows += 1
                 key = _cell(key_col, row.get(self.key), titles, self.refs, self.tz)
-                for table, sheet, cols, count in sheets:
-                    for child in children.get(table.name, {}).get(int(row["id"]), []):
-                        if count[0] >= XLSX_MAX_ROWS:
+                for s in sheets:
+                    for child in children.get(s.table.name, {}).get(int(row["id"]), []):
+                        if s.rows >= XLSX_MAX_ROWS:
                             raise _too_many()
-                        values = [key, *self._cells(cols[1:], child, titles)]
-                        sheet.append(
+                        values = [key, *self._cells(s.columns[1:], child, titles)]
+                        s.sheet.append(
                             [
-                                xlsx_cell(sheet, v, c.number_format)
-                                for v, c in zip(values, cols, strict=True)
+                                xlsx_cell(s.sheet, v, c.number_format)
+                                for v, c in zip(values, s.columns, strict=True)
                             ]
                         )
-                        count[0] += 1
-        # Kept open past this method: the response streams it, _cleanup() closes it.
-        self._file = tempfile.TemporaryFile()  # noqa: SIM115
-        book.save(self._file)
-        self._file.seek(0)
+                        s.rows += 1
 
     def _file_chunks(self) -> Iterator[bytes]:
         assert self._file is not None, "start() builds the XLSX file"
@@ -806,6 +801,43 @@ class Export:
             self.service.record(self)
         except Exception:  # the bytes are gone either way: say so loudly, do not mask
             log.exception("could not write the ff_exports row of %s", self.file_name)
+
+
+@dataclass
+class _ChildSheet:
+    """The XLSX sheet of one table field, with its columns and rows written so far."""
+
+    table: Field
+    sheet: Any
+    columns: list[Column]
+    rows: int = 0
+
+
+def _head_row(sheet: Any, cols: Sequence[Column]) -> None:
+    """The bold, frozen header row; columns as wide as their headers."""
+    from openpyxl.styles import Font
+
+    bold = Font(bold=True)
+    cells = []
+    for i, col in enumerate(cols, start=1):
+        cell = xlsx_cell(sheet, neutralise(col.header), None)
+        cell.font = bold
+        cells.append(cell)
+        sheet.column_dimensions[_letter(i)].width = _width(col.header)
+    sheet.freeze_panes = "A2"
+    sheet.append(cells)
+
+
+def _discard(book: Any) -> None:
+    """Close a write-only workbook that will not be saved and remove its temporary files."""
+    for sheet in book.worksheets:
+        with contextlib.suppress(Exception):
+            if not sheet.closed:
+                sheet.close()
+        sheet_writer = getattr(sheet, "_writer", None)  # openpyxl keeps rows in a temp file
+        if sheet_writer is not None:
+            with contextlib.suppress(Exception):
+                sheet_writer.cleanup()
 
 
 def _letter(n: int) -> str:

@@ -31,6 +31,7 @@ from engine.cli import main
 from engine.errors import NotFound, PermissionDenied
 from engine.exports import (
     Export,
+    ExportRefused,
     ExportService,
     columns,
     content_disposition,
@@ -794,3 +795,19 @@ def test_formflow_export(shop: Shop, tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert message in result.output
     result = runner.invoke(main, ["export", str(shop.folder), "nope", "--db", shop.url])
     assert result.exit_code == 1 and "nope" in result.output
+
+
+def test_an_xlsx_sheet_over_the_row_limit_is_refused_before_sending(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(3):
+        shop.order(f"A-{i}", items=[{"qty": 1}, {"qty": 2}])
+    monkeypatch.setattr(exports_module, "XLSX_MAX_ROWS", 2)
+    with pytest.raises(ExportRefused) as caught:
+        shop.exports.start("purchase", fmt="xlsx", actor=SYSTEM)
+    assert caught.value.http_status == 422 and "CSV" in caught.value.text.en
+    assert shop.exports.history() == []  # nothing was sent, nothing to audit
+    monkeypatch.setattr(exports_module, "XLSX_MAX_ROWS", 4)  # the parents fit, the items not
+    with pytest.raises(ExportRefused):
+        shop.exports.start("purchase", fmt="xlsx", actor=SYSTEM)
+    assert len(csv_of(shop.exports.start("purchase", actor=SYSTEM))) == 4  # CSV has no limit
