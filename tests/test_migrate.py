@@ -838,7 +838,7 @@ def test_new_unique_field_with_duplicate_values_is_blocked(engine: Engine) -> No
 
 def test_plan_writes_nothing(engine: Engine) -> None:
     plan = plan_of(engine, V1)
-    assert not plan.empty and len(plan.changes) == 8  # e_customer and 7 ff_ tables
+    assert not plan.empty and len(plan.changes) == 9  # e_customer and 8 ff_ tables
     assert tables(engine) == set()
     migrate(engine, V1)
     insert(engine, V1, "customer", name="Acme", fax="555")
@@ -991,7 +991,7 @@ def test_command_plans_applies_and_refuses(engine: Engine, tmp_path: Path) -> No
 
     applied = runner.invoke(migrate_command, [str(path), "--db", url])
     assert applied.exit_code == 0, applied.output
-    assert applied.stdout.splitlines()[-1] == "Migrated: 8 changes, schema version 1."
+    assert applied.stdout.splitlines()[-1] == "Migrated: 9 changes, schema version 1."
     insert(engine, B(E("customer", F("name"), F("fax"))), "customer", name="Acme", fax="555")
 
     again = runner.invoke(migrate_command, [str(path), "--db", url, "--lang", "zh"])
