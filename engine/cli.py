@@ -131,6 +131,7 @@ def check_command(path: Path, lang: str | None) -> None:
 
 def _register_commands() -> None:
     """Commands that live in modules of their own (``engine/commands/``)."""
+    from engine.commands.export import export_command
     from engine.commands.migrate import migrate_command
     from engine.commands.serve import serve_command
     from engine.commands.users import token_group, user_group
@@ -141,6 +142,7 @@ def _register_commands() -> None:
     main.add_command(user_group)
     main.add_command(token_group)
     main.add_command(worker_command)
+    main.add_command(export_command)
 
 
 _register_commands()

@@ -27,6 +27,19 @@ SYSTEM_COLUMNS: frozenset[str] = frozenset(
     {"id", "created_at", "created_by", "updated_at", "updated_by", "version", "owner", "parent_id"}
 )
 
+#: How pages and exports name the system columns a list may show.
+SYSTEM_LABELS: Mapping[str, Text] = MappingProxyType(
+    {
+        "id": Text(zh="编号", en="ID"),
+        "owner": Text(zh="负责人", en="Owner"),
+        "created_at": Text(zh="创建时间", en="Created"),
+        "created_by": Text(zh="创建人", en="Created by"),
+        "updated_at": Text(zh="更新时间", en="Updated"),
+        "updated_by": Text(zh="更新人", en="Updated by"),
+        "version": Text(zh="版本", en="Version"),
+    }
+)
+
 #: Scopes a role may have on an entity's records (or a boolean formula).
 SCOPES: tuple[str, ...] = ("none", "own", "team", "all")
 

@@ -206,6 +206,7 @@ SYSTEM_TABLES = {
     "ff_audit",
     "ff_flow_runs",
     "ff_flow_tasks",
+    "ff_exports",
     "ff_idempotency",
     "ff_jobs",
     "ff_meta",
@@ -285,6 +286,7 @@ def test_initialise_creates_tables_and_records_state(make_engine: Callable[[], E
         ("create_table", "ff_audit"),
         ("create_table", "ff_flow_runs"),
         ("create_table", "ff_flow_tasks"),
+        ("create_table", "ff_exports"),
         ("create_table", "ff_idempotency"),
         ("create_table", "ff_jobs"),
         ("create_table", "ff_meta"),
@@ -1028,7 +1030,7 @@ def test_command_plans_applies_and_refuses(engine: Engine, tmp_path: Path) -> No
 
     applied = runner.invoke(migrate_command, [str(path), "--db", url])
     assert applied.exit_code == 0, applied.output
-    assert applied.stdout.splitlines()[-1] == "Migrated: 12 changes, schema version 1."
+    assert applied.stdout.splitlines()[-1] == "Migrated: 13 changes, schema version 1."
     insert(engine, B(E("customer", F("name"), F("fax"))), "customer", name="Acme", fax="555")
 
     again = runner.invoke(migrate_command, [str(path), "--db", url, "--lang", "zh"])
@@ -1085,5 +1087,31 @@ def test_an_older_database_gets_the_uploads_table(engine: Engine) -> None:
     assert not plan.data_loss
     migrate(engine, V1)
     assert "ff_uploads" in tables(engine)
+    ensure_current(engine, V1)
+    assert plan_of(engine, V1).empty
+
+
+def test_an_older_database_gets_the_exports_table(engine: Engine) -> None:
+    """A database made before ff_exports existed is behind; migrating adds the table."""
+    migrate(engine, V1)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE ff_exports"))
+        conn.execute(sa.text("UPDATE ff_meta SET value = 'older' WHERE key = 'schema_digest'"))
+    with pytest.raises(SchemaBehind):
+        ensure_current(engine, V1)
+    plan = plan_of(engine, V1)
+    assert [(c.kind, c.table) for c in plan.changes] == [("create_table", "ff_exports")]
+    assert not plan.data_loss
+    migrate(engine, V1)
+    assert "ff_exports" in tables(engine)
+    assert {c["name"] for c in sa.inspect(engine).get_columns("ff_exports")} >= {
+        "user",
+        "at",
+        "entity",
+        "format",
+        "rows",
+        "filters",
+        "file_name",
+    }
     ensure_current(engine, V1)
     assert plan_of(engine, V1).empty

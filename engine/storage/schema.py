@@ -118,6 +118,7 @@ class Schema:
     meta: sa.Table
     users: sa.Table
     uploads: sa.Table
+    exports: sa.Table
 
     def entity(self, name: str) -> EntityTable:
         return self.entities[name]
@@ -200,6 +201,25 @@ def _system_tables(md: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sqlite_autoincrement=True,
     )
+    # Exports (engine.exports): one row per export, written when its download ends:
+    # who, when, what (entity, format, the query as ``filters``), how many rows,
+    # the file name, and whether it finished (``status``: done/aborted/failed).
+    exports = sa.Table(
+        "ff_exports",
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("started_at", UTCDateTime(), nullable=False),
+        sa.Column("user", sa.String(150), index=True),
+        sa.Column("entity", sa.String(100), nullable=False),
+        sa.Column("format", sa.String(10), nullable=False),
+        sa.Column("rows", sa.BigInteger, nullable=False),
+        sa.Column("filters", sa.JSON, nullable=False),
+        sa.Column("file_name", sa.String(255), nullable=False),
+        sa.Column("via", sa.String(20), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sqlite_autoincrement=True,
+    )
     _job_table(md)
     _flow_tables(md)
     _notification_table(md)
@@ -216,6 +236,7 @@ def _system_tables(md: sa.MetaData) -> dict[str, sa.Table]:
         "idempotency": idempotency,
         "meta": meta,
         "uploads": uploads,
+        "exports": exports,
     }
 
 

@@ -59,6 +59,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from engine.errors import FormflowError
+from engine.exports import ExportService
 from engine.fields import using_timezone
 from engine.i18n import normalise_lang
 from engine.loader import load
@@ -188,17 +189,20 @@ def create_app(
         jobs=runtime.jobs,
         flows=runtime.flows,
         runtime=runtime,
+        exports=ExportService(
+            blueprint, runtime.schema, engine, runtime.records, permissions=runtime.permissions
+        ),
     )
 
     csrf.init_app(app)
     from engine.web import api, auth, context, files, i18n
-    from engine.web.views import flows, home, lists, notifications, parts, records
+    from engine.web.views import exports, flows, home, lists, notifications, parts, records
 
     i18n.init_app(app, blueprint.timezone)
     auth.init_app(app)
     api.init_app(app, csrf)  # JSON API: bearer tokens only, so exempt from CSRF
     context.init_app(app)
-    for module in (home, lists, records, parts, notifications, flows):
+    for module in (home, lists, records, parts, notifications, flows, exports):
         app.register_blueprint(module.bp)
 
     _install_hooks(app, blueprint.timezone)

@@ -18,12 +18,11 @@ from typing import Any
 
 from engine.errors import FormflowError
 from engine.fields import FieldValueError, kind_of
-from engine.model import Entity
+from engine.model import SYSTEM_LABELS, Entity
 from engine.records import Actor, Record
 from engine.web import access
 from engine.web.conditions import FieldState, field_states
 from engine.web.files import upload_urls
-from engine.web.formatting import SYSTEM_LABELS
 from engine.web.forms import FormState, accepts_input
 from engine.web.services import services
 from engine.web.widgets import FieldView, RefCache, SectionView, form_sections

@@ -17,21 +17,10 @@ from typing import Any
 
 from engine.fields import kind_of
 from engine.fields.dates import to_business
-from engine.i18n import Text
 from engine.locales import format_datetime, format_integer
-from engine.model import Entity, Field
+from engine.model import SYSTEM_LABELS, Entity, Field
 from engine.records import Actor
 from engine.web.services import services
-
-SYSTEM_LABELS: Mapping[str, Text] = {
-    "id": Text(zh="编号", en="ID"),
-    "owner": Text(zh="负责人", en="Owner"),
-    "created_at": Text(zh="创建时间", en="Created"),
-    "created_by": Text(zh="创建人", en="Created by"),
-    "updated_at": Text(zh="更新时间", en="Updated"),
-    "updated_by": Text(zh="更新人", en="Updated by"),
-    "version": Text(zh="版本", en="Version"),
-}
 
 
 def column_label(entity: Entity, name: str, lang: str) -> str:

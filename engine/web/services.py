@@ -16,6 +16,7 @@ from flask import current_app
 from sqlalchemy.engine import Engine
 
 from engine.events import EventBus
+from engine.exports import ExportService
 from engine.flows import FlowService
 from engine.jobs import JobQueue
 from engine.model import Blueprint
@@ -46,6 +47,7 @@ class Services:
     jobs: JobQueue
     flows: FlowService
     runtime: Runtime
+    exports: ExportService
 
 
 def services() -> Services:

@@ -35,6 +35,7 @@ import hashlib
 import re
 from typing import Any
 
+from engine.exports import CONTENT_TYPES, EXPORT_PARAMS, FORMATS, HEADER_MODES, REF_MODES
 from engine.fields import kind_of
 from engine.fields.file import MAX_KEY_LENGTH
 from engine.i18n import T, Text
@@ -293,8 +294,8 @@ class _Builder:
             "schema": {"type": "string"},
         }
 
-    def filters(self, entity: Entity) -> list[dict[str, Any]]:
-        taken = set(RESERVED_PARAMS) | {"lang"}
+    def filters(self, entity: Entity, reserved: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        taken = set(RESERVED_PARAMS) | {"lang", *reserved}
         out: list[dict[str, Any]] = []
         columns: list[tuple[str, str, str]] = [(n, s, n) for n, s in SYSTEM_FIELDS.items()]
         for f in self._visible(entity):
@@ -418,6 +419,7 @@ class _Builder:
                 },
             },
             **self.file_paths(entity),
+            f"{base}/export": self.export_path(entity),
             f"{base}/{{id}}/history": {
                 "parameters": [id_param, _ref("lang", "parameters")],
                 "get": {
@@ -433,6 +435,58 @@ class _Builder:
                     },
                 },
             },
+        }
+
+    def export_path(self, entity: Entity) -> dict[str, Any]:
+        """``GET /<entity>/export``: the list as a CSV or XLSX download."""
+        comp = component_name(entity.name)
+        label = entity.label.get(self.lang) or entity.name
+        options = [
+            ("format", list(FORMATS), "csv", "file format"),
+            ("headers", list(HEADER_MODES), "labels", "header row: '中文 / English' or names"),
+            ("refs", list(REF_MODES), "titles", "references as the target's title or id"),
+        ]
+        file_schema = {"type": "string", "contentMediaType": CONTENT_TYPES["xlsx"]}
+        return {
+            "get": {
+                "operationId": f"export_{comp}",
+                "summary": f"{label}: export the list (CSV or XLSX)",
+                "description": "the same filters, search and sort as the list (paging is "
+                "ignored); only records and fields the caller may read; text cells that a "
+                "spreadsheet could run as a formula start with ' (see docs/exports.md). "
+                "Audited in ff_exports when the download ends.",
+                "tags": [entity.name],
+                "parameters": [
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": False,
+                        "description": help_text,
+                        "schema": {"type": "string", "enum": values, "default": default},
+                    }
+                    for name, values, default, help_text in options
+                ]
+                + [_ref(p, "parameters") for p in ("q", "sort", "lang")]
+                + self.filters(entity, reserved=EXPORT_PARAMS),
+                "responses": {
+                    "200": {
+                        "description": "the file (an attachment; the CSV is UTF-8 with a BOM)",
+                        "headers": {"Content-Disposition": {"schema": {"type": "string"}}},
+                        "content": {
+                            "text/csv": {
+                                "schema": {"type": "string", "contentMediaType": "text/csv"}
+                            },
+                            CONTENT_TYPES["xlsx"]: {"schema": file_schema},
+                        },
+                    },
+                    **self._errors(400, 401, 403, 404),
+                    "422": {
+                        "description": "the export cannot be made as asked (an XLSX sheet "
+                        "holds at most 1,048,575 rows: narrow the filters or export CSV)",
+                        "content": _error_content(),
+                    },
+                },
+            }
         }
 
     def file_paths(self, entity: Entity) -> dict[str, Any]:

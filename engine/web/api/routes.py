@@ -16,6 +16,8 @@ Decisions:
   parameters or form fields) stores a file for one file field and answers its
   key; a record then takes the key (only from the uploader, for that field).
   ``GET /<entity>/<id>/files/<field>`` downloads the file a record holds.
+* ``GET /<entity>/export?format=csv|xlsx&...`` streams the list (the same
+  filters, search and sort; paging ignored) as a file; see docs/exports.md.
 * Each route takes every method and answers the ones it does not serve with a
   JSON 405 (and ``Allow``), because routing errors would otherwise reach the
   pages' HTML error handler.
@@ -33,10 +35,18 @@ from werkzeug.wrappers import Response
 from engine.i18n import T
 from engine.storage.query import parse_query_args
 from engine.uploads import MSG_NO_FILE, UploadRefused
-from engine.web.api.base import VERSION_PREFIX, api_actor, api_user, bp, entity_or_404
+from engine.web.api.base import (
+    VERSION_PREFIX,
+    api_actor,
+    api_user,
+    bp,
+    entity_or_404,
+    request_lang,
+)
 from engine.web.api.encoding import history_json, json_object, page_json, record_json
 from engine.web.api.errors import MSG_HTTP, ApiError, json_response
 from engine.web.api.openapi import openapi_document
+from engine.web.exporting import export_response, start_export
 from engine.web.files import download, may_upload
 from engine.web.services import services
 
@@ -205,6 +215,28 @@ def history(entity: str, record_id: int) -> Response:
         actor = api_actor()
         entries = svc.records.history(ent.name, record_id, actor=actor)
         return json_response(history_json(entries, svc.permissions.hidden_fields(actor, ent.name)))
+
+    return _dispatch({"GET": get})
+
+
+# -- exports --------------------------------------------------------------------------------
+
+
+@bp.route(f"{V1}/<entity>/export", methods=METHODS)
+def export(entity: str) -> Response:
+    """The list (filters, ``q``, ``sort``; paging ignored) as a CSV or XLSX download."""
+    ent = entity_or_404(entity)
+
+    def get() -> Response:
+        svc = services()
+        actor = api_actor()
+        if not svc.permissions.can_read(actor, ent.name):
+            raise ApiError(403, MSG_NO_READ)
+        fmt = request.args.get("format") or "csv"
+        started = start_export(
+            ent, request.args, fmt=fmt, actor=actor, via="api", lang=request_lang()
+        )
+        return export_response(started)
 
     return _dispatch({"GET": get})
 
