@@ -1536,77 +1536,99 @@ class RecordService:
         version: int | None = None,
         actor: Actor = SYSTEM,
         via: str = "api",
+        conn: Connection | None = None,
     ) -> Record:
         """Apply changes to a record whose current version is ``version``.
 
         A stale version raises :class:`Conflict` naming who changed it and when;
-        nothing is overwritten silently.
+        nothing is overwritten silently. With ``conn`` the write takes part in the
+        caller's transaction, under a savepoint (an import upserts many records in
+        one transaction); a refused update leaves the caller's transaction usable.
         """
         et = self._et(entity)
         if version is None and data.get("version") is not None:
             version = data["version"]
-        with self.write_engine.begin() as conn:
-            prior = self._checked(self._load(conn, et, record_id, for_update=True), actor, "update")
-            if version is None:
-                raise Conflict(
-                    T("更新需提供记录版本", "an update must name the record version"),
-                    current_version=prior.version,
-                )
-            try:
-                expected = int(version)
-            except (TypeError, ValueError):
-                expected = -1
-            if expected != prior.version:
-                raise self._conflict(prior)
-            errors = _Errors()
-            plan = self._plan(et)
-            values, tables, owner, warnings, ctx = self._prepare(
-                et, plan, data, actor, via, prior, errors
+        if conn is not None:
+            with conn.begin_nested():
+                return self._update_in(conn, et, record_id, data, version, actor, via, own=False)
+        with self.write_engine.begin() as own_conn:
+            return self._update_in(own_conn, et, record_id, data, version, actor, via, own=True)
+
+    def _update_in(
+        self,
+        conn: Connection,
+        et: EntityTable,
+        record_id: Any,
+        data: Mapping[str, Any],
+        version: Any,
+        actor: Actor,
+        via: str,
+        *,
+        own: bool,
+    ) -> Record:
+        """The update inside a transaction; ``own``: this call began it (may roll it back)."""
+        entity = et.entity.name
+        prior = self._checked(self._load(conn, et, record_id, for_update=True), actor, "update")
+        if version is None:
+            raise Conflict(
+                T("更新需提供记录版本", "an update must name the record version"),
+                current_version=prior.version,
             )
-            self._validate(plan, values, tables, ctx, errors, actor, prior)
-            self._check_refs(conn, et.entity, values, tables, errors, actor)
-            self._check_uploads(conn, entity, values, tables, prior, errors, actor)
-            self._check_unique(conn, et, values, prior.id, errors)
-            errors.raise_if_any()
-            changes: dict[str, Any] = {
-                k: [prior.values.get(k), v] for k, v in values.items() if prior.values.get(k) != v
-            }
-            if owner != prior.owner:
-                changes["owner"] = [prior.owner, owner]
-            now = self.clock()
-            child_changes = self._write_children(conn, et, prior.id, tables, prior)
-            changes.update(child_changes)
-            if not changes:
-                return self._shown(prior, actor)
-            row = self._storage_row(plan, values)
-            row.update(
-                version=prior.version + 1, owner=owner, updated_at=now, updated_by=actor.name
+        try:
+            expected = int(version)
+        except (TypeError, ValueError):
+            expected = -1
+        if expected != prior.version:
+            raise self._conflict(prior)
+        errors = _Errors()
+        plan = self._plan(et)
+        values, tables, owner, warnings, ctx = self._prepare(
+            et, plan, data, actor, via, prior, errors
+        )
+        self._validate(plan, values, tables, ctx, errors, actor, prior)
+        self._check_refs(conn, et.entity, values, tables, errors, actor)
+        self._check_uploads(conn, entity, values, tables, prior, errors, actor)
+        self._check_unique(conn, et, values, prior.id, errors)
+        errors.raise_if_any()
+        changes: dict[str, Any] = {
+            k: [prior.values.get(k), v] for k, v in values.items() if prior.values.get(k) != v
+        }
+        if owner != prior.owner:
+            changes["owner"] = [prior.owner, owner]
+        now = self.clock()
+        child_changes = self._write_children(conn, et, prior.id, tables, prior)
+        changes.update(child_changes)
+        if not changes:
+            return self._shown(prior, actor)
+        row = self._storage_row(plan, values)
+        row.update(version=prior.version + 1, owner=owner, updated_at=now, updated_by=actor.name)
+        try:
+            result = conn.execute(
+                et.table.update()
+                .where(et.table.c.id == prior.id, et.table.c.version == prior.version)
+                .values(**row)
             )
-            try:
-                result = conn.execute(
-                    et.table.update()
-                    .where(et.table.c.id == prior.id, et.table.c.version == prior.version)
-                    .values(**row)
-                )
-            except sa.exc.IntegrityError:
+        except sa.exc.IntegrityError:
+            if own:
                 conn.rollback()
-                raise self._integrity_error(et, values) from None
-            if result.rowcount != 1:
+            raise self._integrity_error(et, values) from None
+        if result.rowcount != 1:
+            if own:
                 conn.rollback()
-                with self.engine.connect() as fresh:
-                    raise self._conflict(self._load(fresh, et, prior.id))
-            self._audit(
-                conn,
-                entity=entity,
-                record_id=prior.id,
-                action="update",
-                via=via,
-                version=prior.version + 1,
-                actor=actor,
-                changes=changes,
-                at=now,
-            )
-            record = self._load(conn, et, prior.id)
+            with self.engine.connect() as fresh:
+                raise self._conflict(self._load(fresh, et, prior.id))
+        self._audit(
+            conn,
+            entity=entity,
+            record_id=prior.id,
+            action="update",
+            via=via,
+            version=prior.version + 1,
+            actor=actor,
+            changes=changes,
+            at=now,
+        )
+        record = self._load(conn, et, prior.id)
         record.warnings = warnings
         return self._shown(record, actor)
 
