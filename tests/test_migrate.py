@@ -205,6 +205,7 @@ def varchar_length(engine: Engine, table: str, column: str) -> int | None:
 SYSTEM_TABLES = {
     "ff_audit",
     "ff_idempotency",
+    "ff_imports",
     "ff_meta",
     "ff_sequences",
     "ff_tokens",
@@ -249,6 +250,7 @@ def test_initialise_creates_tables_and_records_state(make_engine: Callable[[], E
         ("create_table", "e_customer__contacts"),
         ("create_table", "ff_audit"),
         ("create_table", "ff_idempotency"),
+        ("create_table", "ff_imports"),
         ("create_table", "ff_meta"),
         ("create_table", "ff_sequences"),
         ("create_table", "ff_tokens"),
@@ -836,7 +838,7 @@ def test_new_unique_field_with_duplicate_values_is_blocked(engine: Engine) -> No
 
 def test_plan_writes_nothing(engine: Engine) -> None:
     plan = plan_of(engine, V1)
-    assert not plan.empty and len(plan.changes) == 8  # e_customer and 7 ff_ tables
+    assert not plan.empty and len(plan.changes) == 9  # e_customer and 8 ff_ tables
     assert tables(engine) == set()
     migrate(engine, V1)
     insert(engine, V1, "customer", name="Acme", fax="555")
@@ -989,7 +991,7 @@ def test_command_plans_applies_and_refuses(engine: Engine, tmp_path: Path) -> No
 
     applied = runner.invoke(migrate_command, [str(path), "--db", url])
     assert applied.exit_code == 0, applied.output
-    assert applied.stdout.splitlines()[-1] == "Migrated: 8 changes, schema version 1."
+    assert applied.stdout.splitlines()[-1] == "Migrated: 9 changes, schema version 1."
     insert(engine, B(E("customer", F("name"), F("fax"))), "customer", name="Acme", fax="555")
 
     again = runner.invoke(migrate_command, [str(path), "--db", url, "--lang", "zh"])
@@ -1046,5 +1048,22 @@ def test_an_older_database_gets_the_uploads_table(engine: Engine) -> None:
     assert not plan.data_loss
     migrate(engine, V1)
     assert "ff_uploads" in tables(engine)
+    ensure_current(engine, V1)
+    assert plan_of(engine, V1).empty
+
+
+def test_an_older_database_gets_the_imports_table(engine: Engine) -> None:
+    """A database made before ff_imports existed is behind; migrating adds the table."""
+    migrate(engine, V1)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE ff_imports"))
+        conn.execute(sa.text("UPDATE ff_meta SET value = 'older' WHERE key = 'schema_digest'"))
+    with pytest.raises(SchemaBehind):
+        ensure_current(engine, V1)
+    plan = plan_of(engine, V1)
+    assert [(c.kind, c.table) for c in plan.changes] == [("create_table", "ff_imports")]
+    assert not plan.data_loss
+    migrate(engine, V1)
+    assert "ff_imports" in tables(engine)
     ensure_current(engine, V1)
     assert plan_of(engine, V1).empty
