@@ -42,6 +42,7 @@ Two layouts, documented in docs/imports.md:
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -80,6 +81,8 @@ REPORT_SHEET = T("工作表", "Sheet")
 REPORT_ERRORS = T("错误", "Errors")
 
 MAX_MAPPING_BYTES = 1024 * 1024
+#: What may join a sheet title's two labels (a title may not hold ``/``).
+_SHEET_PARTS = re.compile(r"\s*[/|｜()（）\-–—]\s*")
 
 
 def norm(text: str) -> str:
@@ -195,19 +198,18 @@ class _Matcher:
         return set()
 
     def table_of_sheet(self, sheet: str) -> str | None:
+        """The table a sheet is named after: by name or label, or both labels joined by
+        ``|``, ``-`` or brackets (``产品明细 (Line items)``; a title may not hold ``/``)."""
         key = norm(sheet)
         found = set(self.tables.get(key, set()))
         if not found:
-            for sep in (" / ", "/"):
-                parts = [p.strip() for p in key.split(sep) if p.strip()]
-                if len(parts) >= 2:
-                    common: set[str] | None = None
-                    for part in parts:
-                        options = self.tables.get(part, set())
-                        common = set(options) if common is None else common & options
-                    if common:
-                        found = common
-                        break
+            parts = [p for p in _SHEET_PARTS.split(key) if p]
+            if len(parts) >= 2:
+                common: set[str] | None = None
+                for part in parts:
+                    options = self.tables.get(part, set())
+                    common = set(options) if common is None else common & options
+                found = common or set()
         return next(iter(found)) if len(found) == 1 else None
 
 

@@ -177,13 +177,15 @@ class _Decoder:
                 try:
                     text = data.decode("gb18030")
                 except UnicodeDecodeError as gb:
-                    raise self._invalid(data, max(exc.start, gb.start), first_line) from None
+                    raise self._gb_failure(data, gb.start, first_line) from None
                 self.encoding = "gb18030"
                 self._check_gb_lines(data, first_line)
                 return text
         try:
             text = data.decode(self.encoding)
         except UnicodeDecodeError as exc:
+            if self.encoding == "gb18030":
+                raise self._gb_failure(data, exc.start, first_line) from None
             raise self._mixed(data, exc.start, first_line) from None
         if self.encoding == "gb18030":
             self._check_gb_lines(data, first_line)
@@ -202,6 +204,17 @@ class _Decoder:
                 continue
             if len(_CJK.findall(as_utf8)) >= 2:
                 raise self._mixed_line(first_line + i, "GB18030", "UTF-8")
+
+    def _gb_failure(self, data: bytes, position: int, first_line: int) -> FileRefused:
+        """GB18030 failed at ``position``: a UTF-8 line there means mixed encodings."""
+        start = data.rfind(b"\n", 0, position) + 1
+        end = data.find(b"\n", position)
+        line = data[start : end if end >= 0 else len(data)]
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._invalid(data, position, first_line)
+        return self._mixed_line(self._line_of(data, position, first_line), "GB18030", "UTF-8")
 
     def _line_of(self, data: bytes, position: int, first_line: int) -> int:
         return first_line + data.count(b"\n", 0, position)
@@ -419,6 +432,16 @@ def _inspect_zip(path: Path, limits: ImportLimits) -> None:
 
 def _xml_refused(exc: BaseException) -> FileRefused:
     name = type(exc).__name__
+    chain: BaseException | None = exc
+    seen = 0
+    while chain is not None and seen < 10:  # openpyxl wraps defusedxml's error in its own
+        if any(m.__module__.startswith("defusedxml") for m in type(chain).__mro__):
+            return _refuse(
+                "工作簿中含有 XML 实体或外部引用（XXE），已拒绝",
+                "the workbook holds XML entity declarations or external references (XXE); refused",
+            )
+        chain = chain.__cause__ or chain.__context__
+        seen += 1
     if "Forbidden" in name or "Defused" in name:
         return _refuse(
             "工作簿中含有 XML 实体或外部引用（XXE），已拒绝",
@@ -508,6 +531,11 @@ class Workbook:
                     f"{limits.max_sheets}",
                 )
             self.sheet_names = names
+            try:
+                self.sheet(names[0])  # the header row is checked when the file is opened
+            except BaseException:
+                self.close()
+                raise
 
     @property
     def encoding(self) -> str | None:
