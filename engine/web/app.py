@@ -168,7 +168,7 @@ def create_app(
     )
 
     csrf.init_app(app)
-    from engine.web import api, auth, context, files, i18n
+    from engine.web import api, auth, context, files, i18n, importing
     from engine.web.views import home, lists, parts, records
 
     i18n.init_app(app, blueprint.timezone)
@@ -177,6 +177,7 @@ def create_app(
     context.init_app(app)
     for module in (home, lists, records, parts):
         app.register_blueprint(module.bp)
+    importing.init_app(app)  # the import pages, their body limit, import_url()
 
     _install_hooks(app, blueprint.timezone)
     # First of all hooks: the body limit must be set before CSRF reads the form.
