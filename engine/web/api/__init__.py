@@ -2,8 +2,8 @@
 
 Modules: :mod:`.base` (the blueprint, the caller, the language), :mod:`.auth`
 (bearer tokens only), :mod:`.errors` (JSON errors), :mod:`.encoding` (records as
-JSON, bodies from JSON), :mod:`.routes` (the endpoints), :mod:`.openapi` (the
-OpenAPI 3.1 document). Reference for clients: docs/api.md.
+JSON, bodies from JSON), :mod:`.routes` (the endpoints), :mod:`.imports` (file
+imports), :mod:`.openapi` (the OpenAPI 3.1 document). Reference for clients: docs/api.md.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from engine.web.api import auth, errors
+from engine.web.api import imports as _imports  # noqa: F401 - the import endpoints
 from engine.web.api import routes as _routes  # noqa: F401 - defines the endpoints
 from engine.web.api.base import bp
 
