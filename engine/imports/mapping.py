@@ -6,8 +6,9 @@ A header names a field by any of (compared without case, width or extra spaces):
 
 * the field name (``name``), its Chinese label (``客户名称``) or its English label
   (``Name``);
-* both labels joined by ``/`` (``客户名称 / Name``), as exports write them; every
-  part must name the same field;
+* both labels joined by ``/`` (``客户名称 / Name``), as exports write them; the
+  parts that name a field must name the same one (a part naming nothing, such as
+  a label changed since the export, is let be);
 * a child-table column as ``table.column``, each side by name or label
   (``lines.qty``, ``产品明细.数量``, ``产品明细.数量 / Line items.Quantity``);
 * ``owner`` / ``负责人`` / ``Owner``: the record's owner (a user name).
@@ -187,12 +188,13 @@ class _Matcher:
             parts = [p.strip() for p in key.split(sep) if p.strip()]
             if len(parts) < 2:
                 continue
+            # The parts that name something must name the same thing; a part naming
+            # nothing (a label translated since the file was exported) is let be.
             common: set[Target] | None = None
             for part in parts:
                 options = self._one(part, table)
-                common = options if common is None else common & options
-                if not common:
-                    break
+                if options:
+                    common = options if common is None else common & options
             if common:
                 return common
         return set()
