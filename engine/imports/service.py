@@ -196,8 +196,8 @@ class ImportResult:
             return f"{head}; {counts} ({self.rows_read:,} read)"
         if not self.committed:
             return (
-                f"Import failed, nothing written (all or nothing): {self.failed:,} rows have "
-                f"errors ({self.rows_read:,} read)"
+                f"Import failed, nothing written (all or nothing): {self.failed:,} "
+                f"{'row has' if self.failed == 1 else 'rows have'} errors ({self.rows_read:,} read)"
             )
         return f"Imported: {counts} ({self.rows_read:,} read)"
 
