@@ -590,3 +590,55 @@ def test_a_killed_import_leaves_the_database_as_it_was(world: World) -> None:
     job = jobs.get(job_id)
     assert job is not None and job.state == "failed" and job.message is not None
     assert "interrupted" in job.message.get("en") and job.created == 0
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_the_import_command(world: World) -> None:
+    from click.testing import CliRunner
+
+    from engine.commands.imports import import_command
+
+    runner = CliRunner()
+    good = world.csv(customers_csv([("甲公司", "021-5555 0000"), ("乙公司", "021-5555 0000")]))
+    base = [str(CRM), "customer"]
+    db = ["--db", world.url, "--lang", "en"]
+
+    dry = runner.invoke(import_command, [*base, str(good), *db, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "Dry run" in dry.stdout and world.count("e_customer") == 0
+
+    done = runner.invoke(import_command, [*base, str(good), *db, "--as", "wang.fang"])
+    assert done.exit_code == 0, done.output
+    assert done.stdout.strip() == "Imported: 2 created, 0 updated, 0 failed (2 read)"
+    assert "progress 100%" in done.stderr
+    owners = {r["owner"] for r in world.records.list_records("customer").rows}
+    assert owners == {"wang.fang"}
+
+    bad = world.csv(customers_csv([("丙公司", ""), ("丁公司", "021-5555 0000")]), "bad.csv")
+    report = world.tmp / "out" / "errors.xlsx"
+    failed = runner.invoke(import_command, [*base, str(bad), *db, "--report", str(report)])
+    assert failed.exit_code == 1
+    assert "row 2: Give an email or a phone number" in failed.stderr
+    assert "nothing written" in failed.stderr and report.is_file()
+    assert world.count("e_customer") == 2
+
+    partial = runner.invoke(
+        import_command, [*base, str(bad), *db, "--partial", "--update-on", "name"]
+    )
+    assert partial.exit_code == 1 and "1 created" in partial.stderr
+    assert world.count("e_customer") == 3
+
+    mapping = world.tmp / "map.json"
+    mapping.write_text('{"公司": "name", "座机": "phone"}', encoding="utf-8")
+    mapped = world.csv("公司,座机\n戊公司,021-5555 0000\n", "mapped.csv")
+    ok = runner.invoke(import_command, [*base, str(mapped), *db, "--mapping", str(mapping)])
+    assert ok.exit_code == 0, ok.output
+
+    nobody = runner.invoke(import_command, [*base, str(good), *db, "--as", "nobody"])
+    assert nobody.exit_code == 1 and "no active user named nobody" in nobody.stderr
+    forbidden = runner.invoke(import_command, [*base, str(good), *db, "--as", "sun.li"])
+    assert forbidden.exit_code == 1 and "may not create" in forbidden.stderr
+    unknown = runner.invoke(import_command, [str(CRM), "nothing", str(good), *db])
+    assert unknown.exit_code == 1 and "no entity" in unknown.stderr

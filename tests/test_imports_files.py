@@ -458,3 +458,21 @@ def test_the_report_holds_text_cells_never_formulas(service: ImportService, tmp_
     assert values[1][1] == '=HYPERLINK("http://evil")' and ws.cell(2, 2).data_type == "s"
     assert "Give an email or a phone number" in values[1][4]
     assert ws.cell(2, 5).fill.fill_type == "solid"
+
+
+def test_a_date_cell_in_a_text_column_imports_as_text(
+    service: ImportService, tmp_path: Path
+) -> None:
+    from datetime import datetime
+
+    path = workbook(
+        tmp_path / "d.xlsx",
+        [
+            ["name", "phone", "website", "address"],
+            ["甲公司", 2155550000, None, datetime(2026, 11, 27)],
+        ],
+    )
+    result = service.run("customer", path)
+    assert result.ok, [e.render("en") for e in result.errors]
+    [row] = service.records.list_records("customer").rows
+    assert row["address"] == "2026-11-27" and row["phone"] == "2155550000"

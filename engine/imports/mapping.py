@@ -47,6 +47,7 @@ import re
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,6 +83,7 @@ REPORT_SHEET = T("工作表", "Sheet")
 REPORT_ERRORS = T("错误", "Errors")
 
 MAX_MAPPING_BYTES = 1024 * 1024
+_WHEN = (datetime, date, time)
 #: What may join a sheet title's two labels (a title may not hold ``/``).
 _SHEET_PARTS = re.compile(r"\s*[/|｜()（）\-–—]\s*")
 
@@ -546,6 +548,13 @@ class Item:
     key: Any = None  # the raw update key
 
 
+def _when_text(value: datetime | date | time) -> str:
+    """``2026-11-27`` (a date, or a midnight), ``2026-11-27 16:30:00``, ``16:30:00``."""
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time(0) else value.isoformat(" ")
+    return value.isoformat()
+
+
 def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
@@ -617,6 +626,13 @@ class ItemReader:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.cursors = {t: _ChildCursor(cs) for t, cs in layout.child_sheets.items()}
+        entity = layout.entity
+        #: Text fields (not dates): a date/time cell Excel made of one is imported as text.
+        self.texts = frozenset(
+            n
+            for n, f in entity.fields.items()
+            if f.kind in ("text", "long_text", "phone", "email", "url", "autonumber")
+        )
 
     def unmatched(self) -> Iterator[tuple[str, SourceRow]]:
         for cursor in self.cursors.values():
@@ -632,6 +648,8 @@ class ItemReader:
             value = cells[i]
             if value is None or (type(value) is str and not value.strip()):
                 blanks.append(name)
+            elif name in self.texts and type(value) in _WHEN:
+                data[name] = _when_text(value)  # a date Excel made of a text cell
             else:
                 data[name] = value
         owner_index = layout.field_columns.get("owner")

@@ -266,6 +266,13 @@ class _CsvSheet(Sheet):
         self.warnings = []
         self._decoder = _Decoder()
         self._file: IO[bytes] = path.open("rb")
+        try:
+            self._start(limits)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _start(self, limits: ImportLimits) -> None:
         self._lines = self._text_lines()
         first = self._peek_first_line()
         delimiter = max(_DELIMITERS, key=lambda d: (first.count(d), d == ","))
