@@ -534,12 +534,13 @@ class Workbook:
         self.size = path.stat().st_size
         self._csv: _CsvSheet | None = None
         self._book: Any = None
+        self._handle: IO[bytes] | None = None
         self._open: dict[str, Sheet] = {}
         if kind == "csv":
             self._csv = _CsvSheet(path, display_name, limits)
             self.sheet_names = [display_name]
         else:
-            self._book = _load_workbook(path, limits)
+            self._book, self._handle = _load_workbook(path, limits)
             names = list(self._book.sheetnames)
             if len(names) > limits.max_sheets:
                 self.close()
@@ -590,6 +591,8 @@ class Workbook:
             self._csv.close()
         if self._book is not None:
             self._book.close()
+        if self._handle is not None:
+            self._handle.close()
 
     def __enter__(self) -> Workbook:
         return self
@@ -598,7 +601,7 @@ class Workbook:
         self.close()
 
 
-def _load_workbook(path: Path, limits: ImportLimits) -> Any:
+def _load_workbook(path: Path, limits: ImportLimits) -> tuple[Any, IO[bytes]]:
     import openpyxl
 
     if not getattr(openpyxl, "DEFUSEDXML", False):
@@ -608,12 +611,13 @@ def _load_workbook(path: Path, limits: ImportLimits) -> Any:
             "(for safety); use CSV",
         )
     _inspect_zip(path, limits)
+    handle = path.open("rb")  # ours, so that it is closed when openpyxl gives up half-way
     try:
-        return openpyxl.load_workbook(path, read_only=True, data_only=False, keep_links=False)
-    except FileRefused:
-        raise
+        book = openpyxl.load_workbook(handle, read_only=True, data_only=False, keep_links=False)
     except Exception as exc:
+        handle.close()
         raise _xml_refused(exc) from None
+    return book, handle
 
 
 def sniff(head: bytes) -> str:
