@@ -103,6 +103,10 @@ def _view(ent: Entity, job: ImportJob) -> dict[str, Any]:
         "running": not job.finished,
         "percent": percent,
         "rows": show_count(job.rows_read, lang),
+        "counts": {
+            name: show_count(getattr(job, name), lang)
+            for name in ("rows_read", "created", "updated", "failed")
+        },
         "mode": mode,
         "message": job.message.get(lang) if job.message else "",
         "warnings": [w.get(lang) for w in job.warnings],
