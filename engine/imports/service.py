@@ -124,13 +124,14 @@ class ImportOptions:
 
 @dataclass
 class ImportResult:
-    """What an import did (or, for a dry run or a failed all-or-nothing import, would do)."""
+    """What an import did (or, for a dry run, would do)."""
 
     entity: str
     file_name: str
     options: ImportOptions
     rows_read: int = 0
-    #: Records created / updated: written when ``committed``, else what would have been.
+    #: Records created / updated: written when ``committed``; in a dry run what would be;
+    #: 0 in a failed all-or-nothing import.
     created: int = 0
     updated: int = 0
     #: Records (and stray child rows) that failed.
@@ -174,6 +175,8 @@ class ImportResult:
                         f"将新建 {self.created:,} 条，将更新 {self.updated:,} 条，"
                         f"失败 {self.failed:,} 行"
                     )
+                else:
+                    counts = f"{self.failed:,} 行有错误"
                 return f"{head}；{counts}（共读取 {self.rows_read:,} 条）"
             if not self.committed:
                 return (
@@ -193,6 +196,8 @@ class ImportResult:
                     f"would create {self.created:,}, would update {self.updated:,}, "
                     f"{self.failed:,} failed"
                 )
+            else:
+                counts = f"{self.failed:,} {'row has' if self.failed == 1 else 'rows have'} errors"
             return f"{head}; {counts} ({self.rows_read:,} read)"
         if not self.committed:
             return (
@@ -388,6 +393,8 @@ class _Run:
                     result.committed = True
                 else:
                     tx.rollback()
+                    if not self.options.dry_run:  # nothing of it stays
+                        result.created = result.updated = 0
             except BaseException:
                 if tx.is_active:
                     tx.rollback()
