@@ -132,11 +132,13 @@ def check_command(path: Path, lang: str | None) -> None:
 def _register_commands() -> None:
     """Commands that live in modules of their own (``engine/commands/``)."""
     from engine.commands.export import export_command
+    from engine.commands.imports import import_command
     from engine.commands.migrate import migrate_command
     from engine.commands.serve import serve_command
     from engine.commands.users import token_group, user_group
     from engine.commands.worker import worker_command
 
+    main.add_command(import_command)
     main.add_command(migrate_command)
     main.add_command(serve_command)
     main.add_command(user_group)

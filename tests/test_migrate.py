@@ -204,10 +204,11 @@ def varchar_length(engine: Engine, table: str, column: str) -> int | None:
 
 SYSTEM_TABLES = {
     "ff_audit",
+    "ff_exports",
     "ff_flow_runs",
     "ff_flow_tasks",
-    "ff_exports",
     "ff_idempotency",
+    "ff_imports",
     "ff_jobs",
     "ff_meta",
     "ff_notifications",
@@ -284,10 +285,11 @@ def test_initialise_creates_tables_and_records_state(make_engine: Callable[[], E
         ("create_table", "e_customer"),
         ("create_table", "e_customer__contacts"),
         ("create_table", "ff_audit"),
+        ("create_table", "ff_exports"),
         ("create_table", "ff_flow_runs"),
         ("create_table", "ff_flow_tasks"),
-        ("create_table", "ff_exports"),
         ("create_table", "ff_idempotency"),
+        ("create_table", "ff_imports"),
         ("create_table", "ff_jobs"),
         ("create_table", "ff_meta"),
         ("create_table", "ff_notifications"),
@@ -1030,7 +1032,7 @@ def test_command_plans_applies_and_refuses(engine: Engine, tmp_path: Path) -> No
 
     applied = runner.invoke(migrate_command, [str(path), "--db", url])
     assert applied.exit_code == 0, applied.output
-    assert applied.stdout.splitlines()[-1] == "Migrated: 13 changes, schema version 1."
+    assert applied.stdout.splitlines()[-1] == "Migrated: 14 changes, schema version 1."
     insert(engine, B(E("customer", F("name"), F("fax"))), "customer", name="Acme", fax="555")
 
     again = runner.invoke(migrate_command, [str(path), "--db", url, "--lang", "zh"])
@@ -1113,5 +1115,22 @@ def test_an_older_database_gets_the_exports_table(engine: Engine) -> None:
         "filters",
         "file_name",
     }
+    ensure_current(engine, V1)
+    assert plan_of(engine, V1).empty
+
+
+def test_an_older_database_gets_the_imports_table(engine: Engine) -> None:
+    """A database made before ff_imports existed is behind; migrating adds the table."""
+    migrate(engine, V1)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE ff_imports"))
+        conn.execute(sa.text("UPDATE ff_meta SET value = 'older' WHERE key = 'schema_digest'"))
+    with pytest.raises(SchemaBehind):
+        ensure_current(engine, V1)
+    plan = plan_of(engine, V1)
+    assert [(c.kind, c.table) for c in plan.changes] == [("create_table", "ff_imports")]
+    assert not plan.data_loss
+    migrate(engine, V1)
+    assert "ff_imports" in tables(engine)
     ensure_current(engine, V1)
     assert plan_of(engine, V1).empty

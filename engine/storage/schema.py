@@ -223,6 +223,38 @@ def _system_tables(md: sa.MetaData) -> dict[str, sa.Table]:
     _job_table(md)
     _flow_tables(md)
     _notification_table(md)
+    # Import jobs (engine.imports): one row per import, CLI or web, with its state
+    # (queued / running / done / failed), counts, progress (0..1), the first errors
+    # and where the annotated report is. ``worker`` is ``host:pid`` of the process
+    # running it, so a job whose process died is recognised and marked failed.
+    # Looked up as ``schema.metadata.tables["ff_imports"]`` (see engine.imports.jobs).
+    sa.Table(
+        "ff_imports",
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("user", sa.String(150), index=True),
+        sa.Column("entity", sa.String(100), nullable=False),
+        sa.Column("file_name", sa.String(255), nullable=False),
+        sa.Column("mode", sa.String(20), nullable=False),
+        sa.Column("update_on", sa.String(200)),
+        sa.Column("dry_run", sa.Boolean, nullable=False),
+        sa.Column("state", sa.String(20), nullable=False),
+        sa.Column("rows_read", sa.BigInteger, nullable=False),
+        sa.Column("created", sa.BigInteger, nullable=False),
+        sa.Column("updated", sa.BigInteger, nullable=False),
+        sa.Column("failed", sa.BigInteger, nullable=False),
+        sa.Column("progress", sa.Float, nullable=False),
+        sa.Column("message", sa.JSON),
+        sa.Column("errors", sa.JSON),
+        sa.Column("errors_total", sa.BigInteger, nullable=False),
+        sa.Column("warnings", sa.JSON),
+        sa.Column("report_path", sa.String(1000)),
+        sa.Column("worker", sa.String(300)),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("started_at", UTCDateTime()),
+        sa.Column("finished_at", UTCDateTime()),
+        sqlite_autoincrement=True,
+    )
     meta = sa.Table(
         "ff_meta",
         md,

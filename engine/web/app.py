@@ -62,6 +62,7 @@ from engine.errors import FormflowError
 from engine.exports import ExportService
 from engine.fields import using_timezone
 from engine.i18n import normalise_lang
+from engine.imports import ImportService
 from engine.loader import load
 from engine.resources import STATIC_DIR, TEMPLATES_DIR
 from engine.runtime import build_runtime
@@ -192,10 +193,11 @@ def create_app(
         exports=ExportService(
             blueprint, runtime.schema, engine, runtime.records, permissions=runtime.permissions
         ),
+        imports=ImportService(runtime.records),
     )
 
     csrf.init_app(app)
-    from engine.web import api, auth, context, files, i18n
+    from engine.web import api, auth, context, files, i18n, importing
     from engine.web.views import exports, flows, home, lists, notifications, parts, records
 
     i18n.init_app(app, blueprint.timezone)
@@ -204,6 +206,7 @@ def create_app(
     context.init_app(app)
     for module in (home, lists, records, parts, notifications, flows, exports):
         app.register_blueprint(module.bp)
+    importing.init_app(app)  # the import pages, their body limit, import_url()
 
     _install_hooks(app, blueprint.timezone)
     # First of all hooks: the body limit must be set before CSRF reads the form.

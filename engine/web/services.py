@@ -1,8 +1,8 @@
 """What the pages talk to: the blueprint and the services, kept on the Flask app.
 
 The web layer calls services only (records, users, permissions, uploads,
-notifications, flows), never tables or sessions; :func:`services` is how a view reaches
-them. The services come from one :func:`engine.runtime.build_runtime` (one
+notifications, flows, exports, imports), never tables or sessions; :func:`services` is
+how a view reaches them. The services come from one :func:`engine.runtime.build_runtime` (one
 :class:`EventBus` and one :class:`JobQueue` per app): the record service emits on the
 bus, the flow service emits on it too and schedules its timers on the queue (a worker
 runs them).
@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from engine.events import EventBus
 from engine.exports import ExportService
 from engine.flows import FlowService
+from engine.imports import ImportService
 from engine.jobs import JobQueue
 from engine.model import Blueprint
 from engine.notifications import NotificationService
@@ -48,6 +49,7 @@ class Services:
     flows: FlowService
     runtime: Runtime
     exports: ExportService
+    imports: ImportService
 
 
 def services() -> Services:

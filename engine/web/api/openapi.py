@@ -49,6 +49,7 @@ from engine.web.services import services
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
 JSON = "application/json"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 _COMPONENT = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -692,6 +693,104 @@ class _Builder:
             out["422"] = _ref("FlowInvalid", "responses")
         return out
 
+    def import_path(self, entity: Entity) -> dict[str, Any]:
+        """``POST /<entity>/import``: a CSV or XLSX file, for callers who may create."""
+        comp = component_name(entity.name)
+        label = entity.label.get(self.lang) or entity.name
+        keys = [n for n, f in entity.fields.items() if f.unique or f.kind == "autonumber"]
+        update_on: dict[str, Any] = {"type": "string", "description": "a unique field"}
+        if keys:
+            update_on["enum"] = keys
+        job = {JSON: {"schema": _ref("ImportJob")}}
+        return {
+            "post": {
+                "operationId": f"import_{comp}",
+                "summary": f"{label}: import a CSV or XLSX file (docs/imports.md)",
+                "description": "all or nothing unless mode=partial; a small file is imported "
+                "during the request (200), a large one in the background (202, poll Location)",
+                "tags": [entity.name],
+                "parameters": [_ref("lang", "parameters")],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "file": {
+                                        "type": "string",
+                                        "contentMediaType": "application/octet-stream",
+                                        "description": ".xlsx or .csv (UTF-8 or GB18030)",
+                                    },
+                                    "mode": {"type": "string", "enum": ["all", "partial"]},
+                                    "update_on": update_on,
+                                    "dry_run": {"type": "string", "enum": ["true", "false"]},
+                                    "mapping": {
+                                        "type": "string",
+                                        "contentMediaType": "application/octet-stream",
+                                        "description": "YAML or JSON: column header -> field",
+                                    },
+                                },
+                                "required": ["file"],
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {"description": "imported (the finished job)", "content": job},
+                    "202": {
+                        "description": "importing in the background",
+                        "headers": {"Location": _ref("Location", "headers")},
+                        "content": job,
+                    },
+                    **self._errors(400, 401, 403, 404, 413, 422),
+                },
+            }
+        }
+
+    def import_job_paths(self) -> dict[str, Any]:
+        """``GET /imports/{id}`` and its report."""
+        param = {
+            "name": "id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+        return {
+            f"{VERSION_PREFIX}/imports/{{id}}": {
+                "parameters": [param, _ref("lang", "parameters")],
+                "get": {
+                    "operationId": "import_job",
+                    "summary": "an import job: state, counts, progress, first errors",
+                    "tags": ["imports"],
+                    "responses": {
+                        "200": {
+                            "description": "the job",
+                            "content": {JSON: {"schema": _ref("ImportJob")}},
+                        },
+                        **self._errors(401, 404),
+                    },
+                },
+            },
+            f"{VERSION_PREFIX}/imports/{{id}}/report": {
+                "parameters": [param, _ref("lang", "parameters")],
+                "get": {
+                    "operationId": "import_report",
+                    "summary": "the annotated report (the bad rows, their errors) as XLSX",
+                    "tags": ["imports"],
+                    "responses": {
+                        "200": {
+                            "description": "the report",
+                            "content": {
+                                XLSX: {"schema": {"type": "string", "contentMediaType": XLSX}}
+                            },
+                        },
+                        **self._errors(401, 404),
+                    },
+                },
+            },
+        }
+
     @staticmethod
     def _page_schema(comp: str) -> dict[str, Any]:
         return {
@@ -723,6 +822,8 @@ class _Builder:
             schemas[comp] = self.record_schema(entity)
             schemas[f"{comp}_input"] = self.input_schema(entity)
             paths.update(self.paths(entity))
+            if self.permissions.can_create(self.actor, entity.name):
+                paths[f"{VERSION_PREFIX}/{entity.name}/import"] = self.import_path(entity)
             if entity.name in flow_entities:
                 paths.update(self.flow_paths(entity))
         tags = [{"name": e.name, "description": e.label.get(self.lang) or e.name} for e in entities]
@@ -732,6 +833,8 @@ class _Builder:
             tags.append({"name": "flows", "description": "approval flows and tasks / 审批"})
         paths[f"{VERSION_PREFIX}/uploads"] = self.uploads_path()
         tags.append({"name": "uploads", "description": "files for file fields"})
+        paths.update(self.import_job_paths())
+        tags.append({"name": "imports", "description": "import jobs (docs/imports.md)"})
         paths[f"{VERSION_PREFIX}/openapi.json"] = {
             "get": {
                 "operationId": "openapi",
@@ -818,6 +921,48 @@ _COMMON_SCHEMAS: dict[str, Any] = {
             "field": {"type": "string"},
         },
         "required": ["key", "name", "size", "content_type", "entity", "field"],
+    },
+    "ImportJob": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "entity": {"type": "string"},
+            "file_name": {"type": "string"},
+            "user": {"type": ["string", "null"]},
+            "state": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+            "mode": {"type": "string", "enum": ["all", "partial"]},
+            "update_on": {"type": ["string", "null"]},
+            "dry_run": {"type": "boolean"},
+            "rows_read": {"type": "integer"},
+            "created": {"type": "integer"},
+            "updated": {"type": "integer"},
+            "failed": {"type": "integer"},
+            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "message": {"type": ["string", "null"], "description": "the outcome, for people"},
+            "errors": {
+                "type": "array",
+                "description": "the first 100 row errors (the report has more)",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "sheet": {"type": ["string", "null"]},
+                        "row": {"type": ["integer", "null"]},
+                        "column": {"type": ["string", "null"]},
+                        "field": {"type": ["string", "null"]},
+                        "value": {"type": ["string", "null"]},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+            "errors_total": {"type": "integer"},
+            "warnings": {"type": "array", "items": {"type": "string"}},
+            "status_url": {"type": "string"},
+            "report_url": {"type": ["string", "null"]},
+            "created_at": {"type": ["string", "null"], "format": "date-time"},
+            "started_at": {"type": ["string", "null"], "format": "date-time"},
+            "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+        "required": ["id", "entity", "state", "rows_read", "created", "updated", "failed"],
     },
     "History": {
         "type": "object",

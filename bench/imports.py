@@ -1,0 +1,258 @@
+"""CSV import speed and memory against a raw baseline, measured in one run.
+
+1. Throughput: N opportunities (the blueprint of bench/records.py: 10 fields, 2
+   formulas, 1 rule, 1 ref, an autonumber) imported from a UTF-8 CSV file through
+   ``ImportService`` (reading and decoding the file, mapping the bilingual headers,
+   resolving the customer ref *by name* with one query per chunk, then
+   ``RecordService.create_many`` per chunk of 2,000 in one transaction: coercion,
+   validation, formulas, the rule, the ref check, autonumbers, the import audit)
+   vs raw ``sqlite3.executemany`` of the already-clean rows (the values the
+   engine stores, computed beforehand and not timed) into the same table, on
+   the same SQLite settings as the engine (WAL, synchronous=NORMAL), with
+   foreign keys off and one transaction: the fastest honest way to put those
+   rows in that table. Target: engine rows/s >= 1/3 of raw rows/s.
+2. Memory: peak RSS (``ru_maxrss`` of the child, from ``os.wait4``) of the same
+   engine import of 200k and of 1M rows, each in a fresh subprocess. Targets:
+   1M under 300 MB, and within 1.2x of the 200k peak (memory does not grow with
+   the file).
+
+For context it also prints ``create_many`` alone on the same rows (no file), so
+the import's own overhead is visible apart from the record service's.
+
+Usage: python bench/imports.py [--rows 200000] [--big 1000000] [--skip-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from records import STAGES, clean_row, setup  # noqa: E402  (bench/records.py)
+
+from engine.imports import ImportOptions, ImportService  # noqa: E402
+from engine.records import SYSTEM, RecordService  # noqa: E402
+
+#: The bench blueprint's labels (plain text: the same in both languages).
+HEADER = ["Title", "Customer", "Stage", "Amount", "Close date", "Source"]
+CUSTOMERS = 50
+
+
+def write_csv(path: Path, n: int, seed: int = 7) -> None:
+    """``n`` opportunities as a CSV file, written as it goes (never held in memory)."""
+    rnd = random.Random(seed)
+    with path.open("w", encoding="utf-8-sig", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(HEADER)
+        for i in range(n):
+            writer.writerow(
+                [
+                    f"Deal {i}",
+                    f"C{rnd.randrange(CUSTOMERS)}",
+                    rnd.choice(STAGES),
+                    f"{Decimal(rnd.randint(1_000, 5_000_000)) / 100:.2f}",
+                    (date(2026, 1, 1) + timedelta(days=rnd.randint(0, 700))).isoformat(),
+                    rnd.choice(["web", "referral", "expo"]),
+                ]
+            )
+
+
+def service_in(folder: Path) -> RecordService:
+    service = setup(folder)
+    for i in range(CUSTOMERS):
+        service.create("customer", {"name": f"C{i}"})
+    return service
+
+
+def engine_import(folder: Path, csv_path: Path) -> tuple[float, int]:
+    """(seconds, records created) of importing ``csv_path`` into a fresh database."""
+    records = service_in(folder)
+    importer = ImportService(records)
+    t0 = time.perf_counter()
+    result = importer.run(
+        "opportunity", csv_path, actor=SYSTEM, options=ImportOptions(), file_name="bench.csv"
+    )
+    elapsed = time.perf_counter() - t0
+    records.engine.dispose()
+    if not result.ok:
+        raise SystemExit(f"the bench import failed: {result.summary('en')}")
+    return elapsed, result.created
+
+
+def clean_rows(csv_path: Path, records: RecordService) -> list[tuple[object, ...]]:
+    """The rows the engine stores, as the raw baseline inserts them (not timed)."""
+    ids = {f"C{i}": i + 1 for i in range(CUSTOMERS)}
+    table = records.schema.entity("opportunity").table
+    cols = [c.name for c in table.columns if c.name != "id"]
+    out = []
+    with csv_path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for seq, (title, customer, stage, amount, close, source) in enumerate(reader, start=1):
+            data = {
+                "customer": ids[customer],
+                "title": title,
+                "stage": stage,
+                "amount": Decimal(amount),
+                "close_date": date.fromisoformat(close),
+                "source": source,
+            }
+            row = clean_row(records, data, seq)
+            out.append(
+                tuple(
+                    str(row[c])
+                    if isinstance(row[c], Decimal | date) and not isinstance(row[c], datetime)
+                    else (
+                        row[c].replace(tzinfo=None).isoformat(sep=" ")
+                        if isinstance(row[c], datetime)
+                        else row[c]
+                    )
+                    for c in cols
+                )
+            )
+    return out
+
+
+def raw_insert(folder: Path, csv_path: Path) -> float:
+    records = service_in(folder)
+    table = records.schema.entity("opportunity").table
+    cols = [c.name for c in table.columns if c.name != "id"]
+    tuples = clean_rows(csv_path, records)
+    records.engine.dispose()
+    conn = sqlite3.connect(folder / "bench.db")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    sql = (
+        f'INSERT INTO "{table.name}" ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
+        f"VALUES ({', '.join('?' for _ in cols)})"
+    )
+    t0 = time.perf_counter()
+    with conn:
+        conn.executemany(sql, tuples)
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+def create_many_alone(folder: Path, csv_path: Path) -> float:
+    """create_many on the same values already in memory, chunks of 2,000, one transaction."""
+    records = service_in(folder)
+    ids = {f"C{i}": i + 1 for i in range(CUSTOMERS)}
+    rows = []
+    with csv_path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for title, customer, stage, amount, close, source in reader:
+            rows.append(
+                {
+                    "title": title,
+                    "customer": ids[customer],
+                    "stage": stage,
+                    "amount": amount,
+                    "close_date": close,
+                    "source": source,
+                }
+            )
+    t0 = time.perf_counter()
+    with records.write_engine.begin() as conn:
+        for start in range(0, len(rows), 2000):
+            records.create_many(
+                "opportunity", rows[start : start + 2000], actor=SYSTEM, conn=conn, source="x"
+            )
+    elapsed = time.perf_counter() - t0
+    records.engine.dispose()
+    return elapsed
+
+
+def child(csv_path: Path) -> None:
+    """``--child CSV``: import it into a fresh database (the parent measures our RSS)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds, created = engine_import(Path(tmp), csv_path)
+    print(f"{created} {seconds:.3f}")
+
+
+def peak_rss(csv_path: Path) -> tuple[float, int, float]:
+    """(peak RSS in MB, records, seconds) of a child process importing ``csv_path``."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--child", str(csv_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _pid, status, usage = os.wait4(process.pid, 0)
+    process.stdout.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"the child import failed: {output}")
+    created, seconds = output.split()
+    return usage.ru_maxrss / 1024, int(created), float(seconds)  # Linux: KB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--big", type=int, default=1_000_000)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        child(args.child)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        csv_path = base / "opportunities.csv"
+        write_csv(csv_path, args.rows)
+        size_mb = csv_path.stat().st_size / 2**20
+        (base / "a").mkdir()
+        (base / "b").mkdir()
+        (base / "c").mkdir()
+        e, created = engine_import(base / "a", csv_path)
+        assert created == args.rows, created
+        b = raw_insert(base / "b", csv_path)
+        m = create_many_alone(base / "c", csv_path)
+        share = (args.rows / e) / (args.rows / b)
+        print(f"CSV import, {args.rows:,} opportunities ({size_mb:.1f} MB, UTF-8 with BOM, labels)")
+        print(f"  engine import (ImportService)   {args.rows / e:10,.0f} rows/s  ({e:.2f} s)")
+        print(f"  raw sqlite3.executemany         {args.rows / b:10,.0f} rows/s  ({b:.2f} s)")
+        print(
+            f"  ratio engine/raw rows/s = {share:.2f}  (target >= 0.33: "
+            f"{'met' if share >= 1 / 3 else 'NOT met'})"
+        )
+        print(
+            f"  for context: create_many alone  {args.rows / m:10,.0f} rows/s  ({m:.2f} s); "
+            f"import overhead over it {e / m:.2f}x"
+        )
+        if args.skip_memory:
+            return
+        big_path = base / "big.csv"
+        write_csv(big_path, args.big, seed=11)
+        small_rss, small_n, small_s = peak_rss(csv_path)
+        big_rss, big_n, big_s = peak_rss(big_path)
+        assert small_n == args.rows and big_n == args.big, (small_n, big_n)
+        growth = big_rss / small_rss
+        print("peak RSS of the engine import, each in a fresh process (ru_maxrss)")
+        print(f"  {args.rows:>9,} rows  {small_rss:7.1f} MB  ({small_n / small_s:,.0f} rows/s)")
+        print(f"  {args.big:>9,} rows  {big_rss:7.1f} MB  ({big_n / big_s:,.0f} rows/s)")
+        print(
+            f"  {args.big:,} rows under 300 MB: {'met' if big_rss < 300 else 'NOT met'}; "
+            f"{args.big:,} / {args.rows:,} = {growth:.2f}x (target <= 1.2x: "
+            f"{'met' if growth <= 1.2 else 'NOT met'})"
+        )
+
+
+if __name__ == "__main__":
+    main()
