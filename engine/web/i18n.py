@@ -114,17 +114,22 @@ def _bind(catalog: NullTranslations) -> Mapping[str, Callable[..., str]]:
     # What flask-babel's own template callables call on the catalog.
     find, find_n = catalog.ugettext, catalog.ungettext
     find_p, find_np = catalog.upgettext, catalog.unpgettext
-    plain: dict[str, Markup] = {}  # message -> its translation as markup (no placeholders)
+    # (context, message) -> the translation as markup, for calls without placeholders
+    plain: dict[tuple[str | None, str], Markup] = {}
+
+    def ready(context: str | None, message: str, text: str, variables: dict[str, str]) -> Markup:
+        """``text`` as Jinja's gettext returns it without placeholders, kept for next time."""
+        if len(plain) >= PLAIN_MESSAGES:
+            plain.clear()
+        found: Markup = Markup(text) % variables
+        plain[context, message] = found
+        return found
 
     @pass_eval_context
     def gettext(ctx: EvalContext, message: str, /, **variables: Any) -> str:
         if not variables and ctx.autoescape:
-            found = plain.get(message)
-            if found is None:
-                if len(plain) >= PLAIN_MESSAGES:
-                    plain.clear()
-                found = plain[message] = Markup(find(message)) % variables
-            return found
+            found = plain.get((None, message))
+            return found if found is not None else ready(None, message, find(message), {})
         text = find(message)
         return (Markup(text) if ctx.autoescape else text) % variables
 
@@ -138,6 +143,11 @@ def _bind(catalog: NullTranslations) -> Mapping[str, Callable[..., str]]:
 
     @pass_eval_context
     def pgettext(ctx: EvalContext, context: str, message: str, /, **variables: Any) -> str:
+        if not variables and ctx.autoescape:
+            found = plain.get((context, message))
+            if found is not None:
+                return found
+            return ready(context, message, find_p(context, message), {"context": context})
         variables.setdefault("context", context)
         text = find_p(context, message)
         return (Markup(text) if ctx.autoescape else text) % variables
