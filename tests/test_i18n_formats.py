@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from babel import Locale
@@ -168,3 +169,47 @@ def test_the_fast_path_renders_exactly_as_babel(
     # Babel's percent pattern multiplies by 100; the percent kind stores the number shown.
     reference = fmt.babel(value.scaleb(-fmt.scaled) if fmt.scaled else value)
     assert fmt.apply(value) == reference
+
+
+def _babel_datetime(value: datetime, lang: str) -> str:
+    """What Babel itself renders for a moment: CLDR's medium date and short time."""
+    from babel import dates
+
+    locale = babel_locale(lang)
+    joined = locale.datetime_formats["medium"]
+    joined = joined if isinstance(joined, str) else joined.pattern
+    return (
+        joined.replace("'", "")
+        .replace("{0}", dates.format_time(value, "short", locale=locale))
+        .replace("{1}", dates.format_date(value, "medium", locale=locale))
+    )
+
+
+@given(
+    moment=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 12, 31))
+    | st.datetimes(
+        min_value=datetime(1900, 1, 1),
+        max_value=datetime(2200, 12, 31),
+        timezones=st.sampled_from([UTC, ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York")]),
+    ),
+    lang=st.sampled_from(["zh", "en", "zh-CN", "en-US"]),
+)
+def test_datetimes_render_exactly_as_babel(moment: datetime, lang: str) -> None:
+    """format_datetime caches the date by day and the time by hour and minute: the text
+    is still Babel's, in the moment's own zone."""
+    assert format_datetime(moment, lang) == _babel_datetime(moment, lang)
+
+
+def test_datetimes_go_through_babel_for_patterns_that_cannot_be_cached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import engine.locales as locales
+
+    moment = datetime(2026, 11, 27, 16, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+    for lang in ("zh", "en"):
+        layout, cached = locales._datetime_layout(lang)
+        assert cached  # our locales' medium date and short time
+        monkeypatch.setattr(locales, "_datetime_layout", lambda _lang, v=layout: (v, False))
+        assert format_datetime(moment, lang) == _babel_datetime(moment, lang)
+        monkeypatch.undo()
+    assert format_datetime(moment, "zh") == "2026年11月27日 16:30"
