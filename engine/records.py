@@ -2165,24 +2165,6 @@ class RecordService:
                 for rid, (_, values, tables, owner) in zip(ids, prepared, strict=True)
             ]
         self._insert_rows(conn, self.schema.audit, audit_rows, want_ids=False)
-        if self.events is not None and len(self.events):
-            # Listeners (automations, flows) hear every created record, as from create(),
-            # in this transaction; records are loaded only when someone is listening.
-            for rid, (_, values, _tables, owner) in zip(ids, prepared, strict=True):
-                self.events.emit(
-                    Event(
-                        kind="created",
-                        entity=entity,
-                        record_id=rid,
-                        actor=actor,
-                        conn=conn,
-                        record=self._load(conn, et, rid),
-                        prior=None,
-                        changes=_created(values, owner),
-                        depth=0,
-                        via=via,
-                    )
-                )
         return ids
 
     def _import_audit_rows(
@@ -2432,11 +2414,3 @@ class BatchInvalid(RecordInvalid):
             for name, msgs in errs.items():
                 flat[f"row {i + 1}: {name}"] = list(msgs)
         super().__init__(flat)
-
-
-def _created(values: Mapping[str, Any], owner: str | None) -> dict[str, Any]:
-    """A created record's ``changes`` as its ``created`` event carries them."""
-    changes: dict[str, Any] = {k: [None, v] for k, v in values.items() if v is not None}
-    if owner is not None:
-        changes["owner"] = [None, owner]
-    return changes
