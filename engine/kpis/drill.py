@@ -185,7 +185,9 @@ class Drill:
         times = sum(1 for d in self.dims if d.kind == "time")
         people = sum(1 for d in self.dims if d.kind in ("owner", "team"))
         self.fast = times <= 1 and people <= 1
-        self._pieces: list[dict[Any, dict[str, str]]] = [{} for _ in self.dims]
+        self._pieces: list[dict[Any, tuple[dict[str, str], frozenset[str]]]] = [
+            {} for _ in self.dims
+        ]
         date_field = kpi.date or ""
         self._groups = (
             frozenset({"owner", "owner__in", "owner__blank"}),
@@ -207,9 +209,9 @@ class Drill:
         out = dict(self.total)
         for index, value in enumerate(key):
             cache = self._pieces[index]
-            piece = cache.get(value)
-            if piece is None:
-                piece = cache[value] = drill_params(
+            found = cache.get(value)
+            if found is None:
+                piece = drill_params(
                     self.kpi,
                     self.base,
                     (self.dims[index],),
@@ -219,9 +221,9 @@ class Drill:
                     self.owners,
                     self.teams,
                 )
-            for group in self._groups:
-                if not group.isdisjoint(piece):
-                    for name in group:
-                        out.pop(name, None)
-            out.update(piece)
+                drop = frozenset().union(*(g for g in self._groups if not g.isdisjoint(piece)))
+                found = cache[value] = (piece, drop)
+            for name in found[1]:
+                out.pop(name, None)
+            out.update(found[0])
         return out

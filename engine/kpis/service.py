@@ -561,7 +561,18 @@ class KpiService:
                     current.rows[(start,)] = _empty(kpi, current.total)
                     keys.append((start,))
         labels = self._labels(conn, dims, keys, actor, lang)
-        keys.sort(key=lambda k: _order(dims, k, labels))
+        memo: dict[tuple[int, Any], Any] = {}
+
+        def order(key: tuple[Any, ...]) -> tuple[Any, ...]:
+            out = []
+            for index, value in enumerate(key):
+                part = memo.get((index, value))
+                if part is None:
+                    part = memo[(index, value)] = _order_part(dims[index], value, labels)
+                out.append(part)
+            return tuple(out)
+
+        keys.sort(key=order)
         shift = _shift(period, previous_period)
         rows: list[KpiRow] = []
         drills: list[dict[str, str]] = []
@@ -792,22 +803,17 @@ def _shift(period: Period, previous: Period | None) -> tuple[str, int]:
     return ("days", (period.start - previous.start).days)
 
 
-def _order(
-    dims: tuple[Dimension, ...], key: tuple[Any, ...], labels: Mapping[tuple[str, Any], str]
-) -> tuple[Any, ...]:
-    parts: list[Any] = []
-    for dim, value in zip(dims, key, strict=True):
-        if value is None:
-            parts.append((1, 0, ""))
-        elif dim.kind == "time" or isinstance(value, date):
-            parts.append((0, value.toordinal(), ""))
-        elif dim.field is not None and dim.field.options:
-            parts.append((0, _option_index(dim.field.options, value), str(value)))
-        elif isinstance(value, bool | int | Decimal):
-            parts.append((0, float(value), ""))
-        else:
-            parts.append((0, 0, labels.get((dim.name, value), str(value)).casefold()))
-    return tuple(parts)
+def _order_part(dim: Dimension, value: Any, labels: Mapping[tuple[str, Any], str]) -> Any:
+    """Where one dimension value sorts: time in order, options in option order, blanks last."""
+    if value is None:
+        return (1, 0, "")
+    if dim.kind == "time" or isinstance(value, date):
+        return (0, value.toordinal(), "")
+    if dim.field is not None and dim.field.options:
+        return (0, _option_index(dim.field.options, value), str(value))
+    if isinstance(value, bool | int | Decimal):
+        return (0, float(value), "")
+    return (0, 0, labels.get((dim.name, value), str(value)).casefold())
 
 
 def _option_index(options: tuple[Any, ...], value: Any) -> int:
