@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from engine.errors import BlueprintError, NotFound, PermissionDenied
 from engine.kpis import KpiError, KpiRequest, KpiResult, KpiService
@@ -717,3 +718,29 @@ def test_an_entity_may_not_be_called_kpis(tmp_path: Path) -> None:
         load(path)
     message = info.value.problems[0].render("en")
     assert "taken by the API (/api/v1/kpis)" in message and "kpi_records" in message
+
+
+def test_a_nan_amount_in_the_database_is_blank_not_a_crash(edges: World) -> None:
+    """NaN cannot be entered through the record service; one written to the database
+    by other means (PostgreSQL keeps numeric NaN; SQLite stores it as NULL) never crashes."""
+    root = edges.actor("root")
+    deal(edges, amount=Decimal("10"), stage="open")
+    nan = deal(edges, amount=Decimal("5"), stage="won")
+    table = edges.rt.schema.entity("deal").table
+    with edges.rt.engine.begin() as conn:
+        conn.execute(
+            table.update()
+            .where(table.c.id == nan.id)
+            .values(
+                amount=sa.literal_column("'NaN'")
+                if edges.rt.engine.dialect.name == "postgresql"
+                else float("nan")
+            )
+        )
+    total = edges.kpis.evaluate("total", root).total.value
+    smallest = edges.kpis.evaluate("smallest", root, by="stage")
+    if edges.rt.engine.dialect.name == "postgresql":
+        assert total is None  # NaN poisons the sum: shown blank
+    else:
+        assert total == 10  # SQLite stored NULL: skipped like any blank amount
+    assert {r.keys["stage"] for r in smallest.rows} == {"open", "won"}
