@@ -52,8 +52,8 @@ class DashboardFilterError(FormflowError):
 
 
 def may_see(actor: Actor, board: Dashboard) -> bool:
-    """``dashboard.roles`` empty: everyone signed in; else one of the roles (admins always)."""
-    if actor.is_system or not board.roles or ADMIN_ROLE in actor.roles:
+    """``dashboard.roles`` empty: everyone signed in; else only those roles (as listed)."""
+    if actor.is_system or not board.roles:
         return True
     return bool(actor.roles & set(board.roles))
 
