@@ -22,13 +22,14 @@ from zoneinfo import ZoneInfo
 from flask import url_for
 
 from engine.errors import FormflowError, NotFound, PermissionDenied
-from engine.i18n import T, Text
+from engine.i18n import T
 from engine.kpis.periods import PERIOD_NAMES, Period, PeriodError, resolve_period
 from engine.kpis.result import KpiResult, KpiRow
 from engine.locales import format_date, format_decimal, format_money, format_percent
 from engine.model import Blueprint, Dashboard, Kpi, Widget
 from engine.records import Actor
 from engine.users import ADMIN_ROLE
+from engine.web.i18n import N_, _
 from engine.web.services import Services, services
 from engine.web.views.common import with_query
 
@@ -120,21 +121,22 @@ def business_today(svc: Services) -> date:
     return svc.runtime.clock().astimezone(ZoneInfo(svc.blueprint.timezone)).date()
 
 
-_PERIOD_LABELS: Mapping[str, Text] = {
-    "this_month": T("本月", "This month"),
-    "last_month": T("上月", "Last month"),
-    "this_quarter": T("本季度", "This quarter"),
-    "last_quarter": T("上季度", "Last quarter"),
-    "this_year": T("今年", "This year"),
-    "last_year": T("去年", "Last year"),
-    "all": T("全部", "All time"),
-    "custom": T("自定义", "Custom range"),
+_PERIOD_LABELS: Mapping[str, str] = {
+    "this_month": N_("This month"),
+    "last_month": N_("Last month"),
+    "this_quarter": N_("This quarter"),
+    "last_quarter": N_("Last quarter"),
+    "this_year": N_("This year"),
+    "last_year": N_("Last year"),
+    "all": N_("All time"),
+    "custom": N_("Custom range"),
 }
 
 
-def period_label(name: str | None, lang: str) -> str:
+def period_label(name: str | None) -> str:
+    """A period's name in the page's language."""
     text = _PERIOD_LABELS.get(name or "all")
-    return text.get(lang) if text is not None else (name or "")
+    return _(text) if text is not None else (name or "")
 
 
 def _user_choices(svc: Services, names: set[str]) -> list[Choice]:
@@ -190,7 +192,7 @@ def read_filters(
     """
     shown = board.filters
     filters = filters_from(board, args)
-    periods = [Choice(p, period_label(p, lang)) for p in (*PERIOD_NAMES, "custom")]
+    periods = [Choice(p, period_label(p)) for p in (*PERIOD_NAMES, "custom")]
     teams = team_choices(svc, actor) if "team" in shown else []
     owners = owner_choices(svc, actor, board) if "owner" in shown else []
     form = FilterForm(filters, shown, periods, teams, owners)
@@ -359,9 +361,9 @@ def _table(result: KpiResult, base: str, kpi: Kpi, currency: str, lang: str) -> 
     targets = _has_target(result)
     if targets:
         headers += [
-            Cell(T("目标", "Target").get(lang), True),
-            Cell(T("达成率", "Attainment").get(lang), True),
-            Cell(T("差额", "Gap").get(lang), True),
+            Cell(_("Target"), True),
+            Cell(_("Attainment"), True),
+            Cell(_("Gap"), True),
         ]
     rows: list[tuple[list[Cell], str | None]] = []
     for index, row in enumerate(result.rows):
@@ -376,7 +378,7 @@ def _table(result: KpiResult, base: str, kpi: Kpi, currency: str, lang: str) -> 
         rows.append((cells, _drill_url(base, result, index)))
     if result.by and result.rows:
         total = result.total
-        cells = [Cell(T("合计", "Total").get(lang))] + [Cell("") for _ in result.by[1:]]
+        cells = [Cell(_("Total"))] + [Cell("") for _ in result.by[1:]]
         cells.append(Cell(show(total.value, fmt, currency, lang), True))
         if targets:
             cells += [
@@ -388,14 +390,14 @@ def _table(result: KpiResult, base: str, kpi: Kpi, currency: str, lang: str) -> 
     return TableView(headers, rows)
 
 
-_DIMENSION_LABELS: Mapping[str, Text] = {
-    "owner": T("负责人", "Owner"),
-    "team": T("团队", "Team"),
-    "day": T("日", "Day"),
-    "week": T("周", "Week"),
-    "month": T("月份", "Month"),
-    "quarter": T("季度", "Quarter"),
-    "year": T("年", "Year"),
+_DIMENSION_LABELS: Mapping[str, str] = {
+    "owner": N_("Owner"),
+    "team": N_("Team"),
+    "day": N_("Day"),
+    "week": N_("Week"),
+    "month": N_("Month"),
+    "quarter": N_("Quarter"),
+    "year": N_("Year"),
 }
 
 
@@ -405,7 +407,7 @@ def kpi_dimension_label(kpi: Kpi, dim: str, lang: str) -> str:
     if entity is not None and dim in entity.fields:
         return entity.fields[dim].label.get(lang) or dim
     text = _DIMENSION_LABELS.get(dim)
-    return text.get(lang) if text is not None else dim
+    return _(text) if text is not None else dim
 
 
 def _series_chart(widget: Widget, result: KpiResult, base: str, currency: str, lang: str) -> Any:
@@ -450,7 +452,7 @@ def _series_chart(widget: Widget, result: KpiResult, base: str, currency: str, l
             }
         )
     if _has_target(result) and not second:
-        target_name = T("目标", "Target").get(lang)
+        target_name = _("Target")
         s = len(series)
         data = []
         for c, cat in enumerate(categories):
@@ -531,7 +533,7 @@ def _gauge_chart(result: KpiResult, lang: str) -> Any:
                 "axisLabel": {"distance": 20},
                 "pointer": {"show": True},
                 "detail": {"valueAnimation": False, "fontSize": 22, "offsetCenter": [0, "70%"]},
-                "data": [{"value": attainment, "name": T("达成率", "Attainment").get(lang)}],
+                "data": [{"value": attainment, "name": _("Attainment")}],
             }
         ]
     }
@@ -561,7 +563,7 @@ def widget_view(
         return view
     name = result.period.name
     view.period = (
-        period_label(name, lang) if name in _PERIOD_LABELS else _range_text(result.period, lang)
+        period_label(name) if name in _PERIOD_LABELS else _range_text(result.period, lang)
     )
     view.hidden = [kpi_dimension_label(kpi, d, lang) for d in result.hidden]
     base = url_for("lists.index", entity=kpi.entity)
@@ -624,7 +626,7 @@ def widget_view(
 
 def _range_text(period: Period, lang: str) -> str:
     if period.start is None and period.end is None:
-        return period_label("all", lang)
+        return period_label("all")
     first = format_date(period.start, lang) if period.start else ""
     last = format_date(period.end - timedelta(days=1), lang) if period.end else ""
     return f"{first} – {last}"
