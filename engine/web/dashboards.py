@@ -25,6 +25,7 @@ from engine.errors import FormflowError, NotFound, PermissionDenied
 from engine.i18n import T
 from engine.kpis.periods import PERIOD_NAMES, Period, PeriodError, resolve_period
 from engine.kpis.result import KpiResult, KpiRow
+from engine.kpis.service import KpiRequest
 from engine.locales import format_date, format_decimal, format_money, format_percent
 from engine.model import Blueprint, Dashboard, Kpi, Widget
 from engine.records import Actor
@@ -252,30 +253,52 @@ def widget_period(widget: Widget, filters: Filters) -> tuple[str | None, str | N
     return widget.period, None, None
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    """One widget's answer: its KPI result, or why there is none (in the page's language)."""
+
+    widget: Widget
+    result: KpiResult | None = None
+    error: str | None = None
+
+
 def evaluate(
     svc: Services, board: Dashboard, actor: Actor, filters: Filters, lang: str
-) -> list[tuple[Widget, KpiResult | None]]:
-    """Every widget's KPI result (None for a widget without a KPI), on one connection."""
-    kpis = svc.runtime.kpis
-    out: list[tuple[Widget, KpiResult | None]] = []
-    with svc.records.reading():
-        for widget in board.widgets:
-            if widget.kpi is None:
-                out.append((widget, None))
-                continue
-            period, start, end = widget_period(widget, filters)
-            result = kpis.evaluate(
+) -> list[Evaluated]:
+    """Every widget's KPI result, all on one connection (:meth:`KpiService.evaluate_many`).
+
+    A widget whose KPI fails for this viewer (a dimension hidden from them, say)
+    carries the reason; the other widgets still show.
+    """
+    requests = []
+    for widget in board.widgets:
+        if widget.kpi is None:
+            continue
+        period, start, end = widget_period(widget, filters)
+        requests.append(
+            KpiRequest(
                 widget.kpi,
-                actor,
                 by=() if widget.kind in SINGLE_KINDS else widget.by,
                 period=period,
                 start=start,
                 end=end,
                 filters=filters.service_filters(),
                 compare=widget.kind == "number",
-                lang=lang,
             )
-            out.append((widget, result))
+        )
+    answers = iter(svc.runtime.kpis.evaluate_many(requests, actor, lang=lang))
+    out = []
+    for widget in board.widgets:
+        if widget.kpi is None:
+            out.append(Evaluated(widget))
+            continue
+        answer = next(answers)
+        if isinstance(answer, KpiResult):
+            out.append(Evaluated(widget, answer))
+        elif isinstance(answer, FormflowError):
+            out.append(Evaluated(widget, error=answer.message(lang)))
+        else:
+            raise answer
     return out
 
 
@@ -324,6 +347,7 @@ class WidgetView:
     empty: bool
     hidden: list[str] = field(default_factory=list)
     period: str = ""
+    error: str = ""
     # number card / gauge
     figure: str = ""
     change: str = ""
@@ -345,7 +369,9 @@ def _row_label(row: KpiRow, by: tuple[str, ...]) -> str:
 
 
 def _drill_url(base: str, result: KpiResult, index: int) -> str | None:
-    if index >= len(result.drill):
+    """The list page of exactly row ``index``'s records; None when the KPI's filter cannot
+    be written as list filters (the list would show other records too)."""
+    if index >= len(result.drill) or not result.drill_exact:
         return None
     return with_query(base, result.drill[index])
 
@@ -376,9 +402,9 @@ def _table(result: KpiResult, base: str, kpi: Kpi, currency: str, lang: str) -> 
                 Cell(show(row.gap, fmt, currency, lang), True),
             ]
         rows.append((cells, _drill_url(base, result, index)))
-    if result.by and result.rows:
+    if not result.by or result.rows:
         total = result.total
-        cells = [Cell(_("Total"))] + [Cell("") for _ in result.by[1:]]
+        cells = [Cell(_("Total"))] + [Cell("") for _d in result.by[1:]] if result.by else []
         cells.append(Cell(show(total.value, fmt, currency, lang), True))
         if targets:
             cells += [
@@ -540,14 +566,9 @@ def _gauge_chart(result: KpiResult, lang: str) -> Any:
     return option, {}, {"0:0": text}
 
 
-def widget_view(
-    svc: Services,
-    index: int,
-    widget: Widget,
-    result: KpiResult | None,
-    lang: str,
-) -> WidgetView:
-    """What the template draws for ``widget`` (see :class:`WidgetView`)."""
+def widget_view(svc: Services, index: int, answer: Evaluated, lang: str) -> WidgetView:
+    """What the template draws for one widget (see :class:`WidgetView`)."""
+    widget, result = answer.widget, answer.result
     bp = svc.blueprint
     currency = bp.currency
     kpi = bp.kpis.get(widget.kpi or "")
@@ -559,12 +580,13 @@ def widget_view(
         dom_id=f"ff-widget-{index}",
         empty=True,
     )
+    if answer.error:
+        view.error = answer.error
+        return view
     if result is None or kpi is None:
         return view
     name = result.period.name
-    view.period = (
-        period_label(name) if name in _PERIOD_LABELS else _range_text(result.period, lang)
-    )
+    view.period = period_label(name) if name in _PERIOD_LABELS else _range_text(result.period, lang)
     view.hidden = [kpi_dimension_label(kpi, d, lang) for d in result.hidden]
     base = url_for("lists.index", entity=kpi.entity)
     fmt = result.format
@@ -572,6 +594,8 @@ def widget_view(
     view.figure = show(total.value, fmt, currency, lang)
     view.target = show(total.target, fmt, currency, lang) if total.target is not None else ""
     view.attainment = show_percent(total.attainment, lang) if total.target is not None else ""
+    if result.drill_exact:
+        view.total_url = with_query(base, result.drill_total)
     if widget.kind == "number":
         view.empty = False
         if result.previous_period is not None:
@@ -589,7 +613,7 @@ def widget_view(
         view.table = _table(result, base, kpi, currency, lang)
         return view
     rows = result.rows
-    view.empty = not rows or all(r.value is None for r in rows)
+    view.empty = not any(r.value for r in rows)  # nothing, or only blanks and zeros
     if widget.kind == "leaderboard":
         ranked = sorted(
             ((r, i) for i, r in enumerate(rows) if r.value is not None),
@@ -635,6 +659,7 @@ def _range_text(period: Period, lang: str) -> str:
 __all__ = [
     "CHART_KINDS",
     "DashboardFilterError",
+    "Evaluated",
     "FilterForm",
     "Filters",
     "PeriodError",

@@ -52,8 +52,11 @@ def result_json(result: KpiResult, entity: str) -> dict[str, Any]:
     for index, row in enumerate(result.rows):
         item = row_json(row)
         drill = result.drill[index] if index < len(result.drill) else None
+        exact = drill is not None and result.drill_exact
         item["filter"] = drill
-        item["list_url"] = dashboards.with_query(base, drill) if drill is not None else None
+        item["list_url"] = (
+            dashboards.with_query(base, drill) if exact and drill is not None else None
+        )
         rows.append(item)
     return {
         "name": result.name,
@@ -63,7 +66,14 @@ def result_json(result: KpiResult, entity: str) -> dict[str, Any]:
         "period": period_json(result.period),
         "previous_period": period_json(result.previous_period),
         "hidden": list(result.hidden),
-        "total": row_json(result.total),
+        "total": {
+            **row_json(result.total),
+            "filter": result.drill_total,
+            "list_url": dashboards.with_query(base, result.drill_total)
+            if result.drill_exact
+            else None,
+        },
+        "drill_exact": result.drill_exact,
         "rows": rows,
     }
 
@@ -117,10 +127,12 @@ def dashboard(name: str) -> Response:
             dashboards.owner_choices(svc, actor, board) if filters.owner else [],
         )
         widgets = []
-        for widget, result in dashboards.evaluate(svc, board, actor, filters, lang):
-            item = _widget_json(widget, lang)
-            kpi = svc.blueprint.kpis.get(widget.kpi or "")
+        for answer in dashboards.evaluate(svc, board, actor, filters, lang):
+            item = _widget_json(answer.widget, lang)
+            kpi = svc.blueprint.kpis.get(answer.widget.kpi or "")
+            result = answer.result
             item["result"] = result_json(result, kpi.entity) if result and kpi else None
+            item["error"] = answer.error
             widgets.append(item)
         body = _board_json(board, lang)
         body["applied"] = filters.as_args()

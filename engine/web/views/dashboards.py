@@ -28,11 +28,8 @@ def show(name: str) -> tuple[str, int]:
     form, error = dashboards.read_filters(svc, board, actor, request.args, lang)
     views = []
     if error is None:
-        results = dashboards.evaluate(svc, board, actor, form.filters, lang)
-        views = [
-            dashboards.widget_view(svc, i, widget, result, lang)
-            for i, (widget, result) in enumerate(results)
-        ]
+        answers = dashboards.evaluate(svc, board, actor, form.filters, lang)
+        views = [dashboards.widget_view(svc, i, a, lang) for i, a in enumerate(answers)]
     html = render_template(
         "dashboard.html",
         board=board,
