@@ -54,8 +54,9 @@ class DashboardFilterError(FormflowError):
 
 
 def may_see(actor: Actor, board: Dashboard) -> bool:
-    """``dashboard.roles`` empty: everyone signed in; else only those roles (as listed)."""
-    if actor.is_system or not board.roles:
+    """``dashboard.roles`` empty: everyone signed in; else those roles, and admins (who
+    read every record anyway; the built-in admin role need not be declared)."""
+    if actor.is_system or not board.roles or ADMIN_ROLE in actor.roles:
         return True
     return bool(actor.roles & set(board.roles))
 
@@ -600,9 +601,10 @@ def widget_view(svc: Services, index: int, answer: Evaluated, lang: str) -> Widg
         view.empty = False
         if result.previous_period is not None:
             view.previous = show(total.previous, fmt, currency, lang)
-            if total.change is not None:
-                view.change = format_percent(abs(total.change), lang, places=1)
-                view.change_dir = "up" if total.change > 0 else "down" if total.change < 0 else ""
+            change = total.change
+            if change is not None:
+                view.change = format_percent(-change if change < 0 else change, lang, places=1)
+                view.change_dir = "up" if change > 0 else "down" if change < 0 else ""
             else:
                 view.change = BLANK
         return view
