@@ -535,10 +535,11 @@ def _items_chart(widget: Widget, result: KpiResult, base: str, currency: str, la
             label={"show": True, "position": "inside"},
         )
     else:
-        series.update(radius=["35%", "70%"], label={"show": True})
+        series.update(radius=["35%", "65%"], center=["50%", "42%"], label={"show": False})
     option = {
         "tooltip": {"trigger": "item"},
-        "legend": {"show": False},
+        # a pie names its slices in the legend (labels do not fit a narrow widget)
+        "legend": {"show": widget.kind == "pie", "bottom": 0, "type": "scroll"},
         "series": [series],
     }
     return option, links, texts

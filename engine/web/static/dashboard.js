@@ -19,31 +19,30 @@
     return text === undefined ? String(params.value) : text;
   }
 
-  function escapeHtml(text) {
-    return String(text).replace(/[&<>"']/g, function (c) {
-      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
-    });
-  }
-
+  // Tooltips are drawn in the canvas (renderMode richText): an HTML tooltip would insert
+  // markup with style attributes, which the page's CSP (style-src 'self') refuses.
   function withFormatters(spec) {
     var option = spec.option;
+    if (option.tooltip) option.tooltip.renderMode = "richText";
     if (spec.kind === "bar" || spec.kind === "line") {
       option.tooltip.formatter = function (items) {
-        var lines = [escapeHtml(items.length ? items[0].axisValueLabel : "")];
+        var lines = [items.length ? items[0].axisValueLabel : ""];
         items.forEach(function (p) {
           if (p.value === null || p.value === undefined) return;
-          lines.push(p.marker + escapeHtml(p.seriesName) + ": " + escapeHtml(itemText(spec, p)));
+          lines.push(p.marker + p.seriesName + ": " + itemText(spec, p));
         });
-        return lines.join("<br>");
+        return lines.join("\n");
       };
     } else if (spec.kind === "pie" || spec.kind === "funnel") {
       option.tooltip.formatter = function (p) {
-        return p.marker + escapeHtml(p.name) + ": " + escapeHtml(itemText(spec, p)) +
+        return p.marker + p.name + ": " + itemText(spec, p) +
           (spec.kind === "pie" ? " (" + p.percent + "%)" : "");
       };
-      option.series[0].label.formatter = function (p) {
-        return p.name + "\n" + itemText(spec, p);
-      };
+      if (spec.kind === "funnel") {
+        option.series[0].label.formatter = function (p) {
+          return p.name + "\n" + itemText(spec, p);
+        };
+      }
     } else if (spec.kind === "gauge") {
       option.series[0].detail.formatter = function () {
         return spec.texts["0:0"];
