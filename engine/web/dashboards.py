@@ -23,10 +23,11 @@ from flask import url_for
 
 from engine.errors import FormflowError, NotFound, PermissionDenied
 from engine.i18n import T
+from engine.kpis.formatting import format_number, format_percentage
 from engine.kpis.periods import PERIOD_NAMES, Period, PeriodError, resolve_period
 from engine.kpis.result import KpiResult, KpiRow
 from engine.kpis.service import KpiRequest
-from engine.locales import format_date, format_decimal, format_money, format_percent
+from engine.locales import format_date, format_percent
 from engine.model import Blueprint, Dashboard, Kpi, Widget
 from engine.records import Actor
 from engine.users import ADMIN_ROLE
@@ -311,18 +312,12 @@ def as_float(value: Decimal | int | None) -> float | None:
 
 
 def show(value: Decimal | int | None, fmt: str, currency: str, lang: str) -> str:
-    """A KPI figure in the reader's locale; blank shows "—"."""
-    if value is None:
-        return BLANK
-    if fmt == "money":
-        return format_money(value, currency, lang, places=2)
-    if fmt == "percent":
-        return format_percent(value, lang, places=1)
-    return format_decimal(value, lang, places=None if isinstance(value, int) else 2)
+    """A KPI figure in the reader's locale (as ``formflow kpi`` shows it); blank shows "—"."""
+    return format_number(value, fmt, lang, currency)
 
 
 def show_percent(value: Decimal | int | None, lang: str) -> str:
-    return BLANK if value is None else format_percent(value, lang, places=1)
+    return format_percentage(value, lang)
 
 
 @dataclass

@@ -16,14 +16,14 @@ def _ref(name: str, kind: str = "schemas") -> dict[str, str]:
 
 
 _FIGURE = {
-    "type": ["string", "null"],
+    "type": ["string", "integer", "null"],
     "pattern": DECIMAL,
-    "description": "a decimal string; null when blank (a ratio over nothing, no target)",
+    "description": "an integer or a decimal string; null when blank (a ratio over nothing)",
 }
 
 _PERIOD = {
     "type": ["object", "null"],
-    "description": "[start, end) in business-local dates; null bounds: unbounded",
+    "description": "first and last day (inclusive), business-local; null: unbounded",
     "properties": {
         "name": {"type": "string"},
         "start": {"type": ["string", "null"], "format": "date"},
@@ -47,8 +47,8 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             **_ROW_PROPERTIES,
-            "filter": {
-                "type": ["object", "null"],
+            "drill": {
+                "type": "object",
                 "description": "the list query (parameter -> value) that shows this row's records",
             },
             "list_url": {"type": ["string", "null"], "description": "the list page of them"},
@@ -68,7 +68,11 @@ SCHEMAS: dict[str, Any] = {
                 "items": {"type": "string"},
                 "description": "dimensions asked for but hidden from the caller",
             },
-            "total": {"type": "object", "properties": _ROW_PROPERTIES},
+            "total": _ref("DashboardKpiRow"),
+            "drill_exact": {
+                "type": "boolean",
+                "description": "whether the drill queries show exactly the counted records",
+            },
             "rows": {"type": "array", "items": _ref("DashboardKpiRow")},
         },
         "required": ["name", "format", "by", "period", "total", "rows"],

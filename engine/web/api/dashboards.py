@@ -15,8 +15,8 @@ from typing import Any
 from flask import request, url_for
 from werkzeug.wrappers import Response
 
-from engine.kpis.periods import Period
-from engine.kpis.result import KpiResult, KpiRow
+from engine.kpis.formatting import result_json as kpi_json
+from engine.kpis.result import KpiResult
 from engine.model import Dashboard, Widget
 from engine.web import dashboards
 from engine.web.api.base import api_actor, bp, request_lang
@@ -25,57 +25,17 @@ from engine.web.api.routes import METHODS, V1, _dispatch
 from engine.web.services import services
 
 
-def period_json(period: Period | None) -> dict[str, Any] | None:
-    """``start``/``end`` as a half-open range ``[start, end)`` of business-local dates."""
-    if period is None:
-        return None
-    return {"name": period.name, "start": period.start, "end": period.end}
-
-
-def row_json(row: KpiRow) -> dict[str, Any]:
-    return {
-        "keys": row.keys,
-        "labels": row.labels,
-        "value": row.value,
-        "target": row.target,
-        "attainment": row.attainment,
-        "gap": row.gap,
-        "previous": row.previous,
-        "change": row.change,
-    }
-
-
 def result_json(result: KpiResult, entity: str) -> dict[str, Any]:
-    """A KPI result; each row's ``list_url`` is the list page of exactly its records."""
+    """A KPI result as ``GET /api/v1/kpis/<name>`` writes it, plus each row's ``list_url``:
+    the list page of exactly its records (None when the KPI's filter cannot be written
+    as list filters, ``drill_exact`` false)."""
+    body = kpi_json(result)
     base = url_for("lists.index", entity=entity)
-    rows = []
-    for index, row in enumerate(result.rows):
-        item = row_json(row)
-        drill = result.drill[index] if index < len(result.drill) else None
-        exact = drill is not None and result.drill_exact
-        item["filter"] = drill
-        item["list_url"] = (
-            dashboards.with_query(base, drill) if exact and drill is not None else None
-        )
-        rows.append(item)
-    return {
-        "name": result.name,
-        "label": result.label,
-        "format": result.format,
-        "by": list(result.by),
-        "period": period_json(result.period),
-        "previous_period": period_json(result.previous_period),
-        "hidden": list(result.hidden),
-        "total": {
-            **row_json(result.total),
-            "filter": result.drill_total,
-            "list_url": dashboards.with_query(base, result.drill_total)
-            if result.drill_exact
-            else None,
-        },
-        "drill_exact": result.drill_exact,
-        "rows": rows,
-    }
+    for row in [*body["rows"], body["total"]]:
+        exact = result.drill_exact
+        row["list_url"] = dashboards.with_query(base, row["drill"]) if exact else None
+    body["hidden"] = list(result.hidden)
+    return body
 
 
 def _widget_json(widget: Widget, lang: str) -> dict[str, Any]:
