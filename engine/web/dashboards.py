@@ -12,7 +12,7 @@ and the list-page link of every row (click-through).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -30,7 +30,7 @@ from engine.kpis.service import KpiRequest
 from engine.locales import format_date, format_percent
 from engine.model import Blueprint, Dashboard, Kpi, Widget
 from engine.records import Actor
-from engine.users import ADMIN_ROLE
+from engine.users import ADMIN_ROLE, User
 from engine.web.i18n import N_, _
 from engine.web.services import Services, services
 from engine.web.views.common import with_query
@@ -142,9 +142,9 @@ def period_label(name: str | None) -> str:
     return _(text) if text is not None else (name or "")
 
 
-def _user_choices(svc: Services, names: set[str]) -> list[Choice]:
-    labels = svc.users.labels(names)
-    return sorted((Choice(n, labels.get(n) or n) for n in names), key=lambda c: c.label)
+def _user_choices(users: Iterable[User]) -> list[Choice]:
+    """Users as choices by their label (display name, else name); no further query."""
+    return sorted({Choice(u.name, u.label) for u in users}, key=lambda c: (c.label, c.value))
 
 
 def team_choices(svc: Services, actor: Actor) -> list[Choice]:
@@ -155,7 +155,7 @@ def team_choices(svc: Services, actor: Actor) -> list[Choice]:
     if not (actor.is_system or ADMIN_ROLE in actor.roles):
         line = svc.users.team(actor.name) if actor.name else frozenset()
         managers &= set(line)
-    return _user_choices(svc, {m for m in managers if m})
+    return _user_choices(u for u in users if u.name in managers)
 
 
 def owner_choices(svc: Services, actor: Actor, board: Dashboard) -> list[Choice]:
@@ -165,10 +165,10 @@ def owner_choices(svc: Services, actor: Actor, board: Dashboard) -> list[Choice]
         for w in board.widgets
         if w.kpi and w.kpi in svc.blueprint.kpis
     }
-    names: set[str] = set()
-    for entity in entities:
-        names.update(u.name for u in svc.permissions.assignees(actor, entity))
-    return _user_choices(svc, names)
+    found: dict[str, User] = {}
+    for entity in sorted(entities):
+        found.update((u.name, u) for u in svc.permissions.assignees(actor, entity))
+    return _user_choices(found.values())
 
 
 def filters_from(board: Dashboard, args: Mapping[str, str]) -> Filters:
