@@ -508,7 +508,9 @@ class ForecastService:
         amount = sa.func.coalesce(et.column(fc.amount), 0)
         weighted = amount * self._probability(fc, et, actor) / 100
         title_name = self.blueprint.entity(fc.entity).title_field
-        title: Any = et.columns[title_name] if title_name and title_name in et.columns else sa.null()
+        title: Any = (
+            et.columns[title_name] if title_name and title_name in et.columns else sa.null()
+        )
         stmt = (
             sa.select(
                 et.table.c.id,
