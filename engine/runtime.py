@@ -30,6 +30,9 @@ from engine.automations import AutomationService
 from engine.events import EventBus
 from engine.flows import FlowService
 from engine.jobs import JobQueue
+from engine.kpis.commissions import CommissionService
+from engine.kpis.forecast import ForecastService
+from engine.kpis.snapshots import SnapshotService
 from engine.mail import Mailer
 from engine.model import Blueprint
 from engine.notifications import NotificationService
@@ -62,6 +65,9 @@ class Runtime:
     automations: AutomationService
     mailer: Mailer
     webhooks: Webhooks
+    forecasts: ForecastService
+    snapshots: SnapshotService
+    commissions: CommissionService
 
     @property
     def job_kinds(self) -> frozenset[str]:
@@ -111,6 +117,7 @@ def build_runtime(
     mailer.register_jobs(jobs)
     webhooks = Webhooks(settings.webhooks)
     webhooks.register_jobs(jobs)
+    forecasts = ForecastService(blueprint, schema, engine, permissions, users, clock=now)
     return Runtime(
         blueprint=blueprint,
         schema=schema,
@@ -127,4 +134,7 @@ def build_runtime(
         automations=automations,
         mailer=mailer,
         webhooks=webhooks,
+        forecasts=forecasts,
+        snapshots=SnapshotService(forecasts, clock=now),
+        commissions=CommissionService(blueprint, schema, engine, permissions, users, clock=now),
     )
