@@ -31,9 +31,9 @@ from engine.automations import AutomationService
 from engine.events import EventBus
 from engine.flows import FlowService
 from engine.jobs import JobQueue
-from engine.kpis.service import KpiService
 from engine.kpis.commissions import CommissionService
 from engine.kpis.forecast import ForecastService
+from engine.kpis.service import KpiService
 from engine.kpis.snapshots import SnapshotService
 from engine.mail import Mailer
 from engine.model import Blueprint
@@ -120,6 +120,7 @@ def build_runtime(
     mailer.register_jobs(jobs)
     webhooks = Webhooks(settings.webhooks)
     webhooks.register_jobs(jobs)
+    kpis = KpiService(blueprint, schema, engine, permissions, users, clock=now)
     forecasts = ForecastService(blueprint, schema, engine, permissions, users, clock=now)
     return Runtime(
         blueprint=blueprint,
@@ -137,8 +138,10 @@ def build_runtime(
         automations=automations,
         mailer=mailer,
         webhooks=webhooks,
-        kpis=KpiService(blueprint, schema, engine, permissions, users, clock=now),
+        kpis=kpis,
         forecasts=forecasts,
         snapshots=SnapshotService(forecasts, clock=now),
-        commissions=CommissionService(blueprint, schema, engine, permissions, users, clock=now),
+        commissions=CommissionService(
+            blueprint, schema, engine, permissions, users, kpis, clock=now
+        ),
     )

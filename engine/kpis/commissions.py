@@ -16,9 +16,10 @@ is paid at the first tier's rate; the statement says so. A cap limits the
 payout per period. Money is Decimal throughout: each line is rounded to cents
 (half-even, as money fields are), the total is the sum of the lines shown.
 
-Both the value and the target are one aggregate query each (the KPI's measure
-and where, through the formula language's SQL translator); the records behind
-the value are listed with a third query, capped at :data:`MAX_RECORDS`.
+The value and the target come from the KPI engine (:class:`KpiService`, one
+aggregate query over the rep's records, as every dashboard computes it); the
+records behind the value are listed with one more query, capped at
+:data:`MAX_RECORDS`.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ from engine.errors import NotFound, PermissionDenied
 from engine.expressions import EvalContext
 from engine.i18n import T, Text
 from engine.kpis.periods import Period, PeriodError, _add_months, resolve_period
-from engine.model import SYSTEM_COLUMNS, Blueprint, CommissionPlan, Formula, Kpi, PayTerms
+from engine.kpis.service import KpiService
+from engine.model import SYSTEM_COLUMNS, Blueprint, CommissionPlan, Kpi, PayTerms
 from engine.permissions import Permissions
-from engine.records import Actor
+from engine.records import SYSTEM, Actor
 from engine.storage.formula_sql import to_sql
 from engine.storage.schema import EntityTable, Schema
 from engine.users import User, UserService
@@ -251,9 +253,11 @@ class CommissionService:
         engine: Engine,
         permissions: Permissions,
         users: UserService,
+        kpis: KpiService,
         *,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        self.kpis = kpis
         self.blueprint = blueprint
         self.schema = schema
         self.engine = engine
@@ -341,8 +345,8 @@ class CommissionService:
         span = statement_period(period, self.today(), chosen.period)
         kpi = self.blueprint.kpis[chosen.kpi]
         terms = chosen.terms_for(user.roles)
-        value = cents(self._value(kpi, user.name, span))
-        target = self._target(kpi, user.name, span)
+        raw_value, target = self._value_and_target(kpi, user.name, span)
+        value = cents(raw_value)
         lines, attainment = pay(value, target, terms)
         subtotal = sum((line.payout for line in lines), Decimal("0.00"))
         capped = terms.cap is not None and subtotal > terms.cap
@@ -423,39 +427,11 @@ class CommissionService:
             )
         return where
 
-    def _aggregate(
-        self, formula: Formula, et: EntityTable, rep: str, where: list[ColumnElement[bool]]
-    ) -> Decimal:
-        expr = to_sql(formula.compiled, self._columns(et), ctx=self._ctx(rep))
-        with self.engine.connect() as conn:
-            raw = conn.execute(sa.select(expr).select_from(et.table).where(*where)).scalar()
-        if raw is None:
-            return Decimal(0)
-        return raw if isinstance(raw, Decimal) else Decimal(str(raw))
-
-    def _value(self, kpi: Kpi, rep: str, span: Period) -> Decimal:
-        et = self.schema.entity(kpi.entity)
-        return self._aggregate(kpi.measure, et, rep, self._filters(kpi, et, rep, span))
-
-    def _target(self, kpi: Kpi, rep: str, span: Period) -> Decimal | None:
-        target = kpi.target
-        if target is None:
-            return None
-        if target.entity is None:
-            return None if target.value is None else Decimal(str(target.value))
-        if target.measure is None:
-            return None
-        et = self.schema.entity(target.entity)
-        where = [et.column(target.match.get("owner", "owner")) == rep]
-        if target.date is not None:
-            where += self._in_period(et, target.date, span)
-        with self.engine.connect() as conn:
-            count = conn.execute(
-                sa.select(sa.func.count()).select_from(et.table).where(*where)
-            ).scalar()
-        if not count:
-            return None
-        return self._aggregate(target.measure, et, rep, where)
+    def _value_and_target(self, kpi: Kpi, rep: str, span: Period) -> tuple[Decimal, Decimal | None]:
+        """The KPI over ``rep``'s records in ``span`` and the rep's target (the KPI engine's)."""
+        total = self.kpis.evaluate(kpi.name, SYSTEM, period=span, filters={"owner": rep}).total
+        value = Decimal(0) if total.value is None else Decimal(total.value)
+        return value, None if total.target is None else Decimal(total.target)
 
     def _records(self, kpi: Kpi, rep: str, span: Period) -> tuple[list[SourceRecord], int]:
         et = self.schema.entity(kpi.entity)
