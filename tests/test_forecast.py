@@ -51,7 +51,9 @@ entities:
         type: percent
         label: 概率
         precision: 0
-        formula: "CHOOSE_BY(stage, {'lead': 10, 'proposal': 40, 'negotiation': 75, 'won': 100, 'lost': 0})"
+        formula: >-
+          CHOOSE_BY(stage, {'lead': 10, 'proposal': 40, 'negotiation': 75,
+          'won': 100, 'lost': 0})
       close_date: {type: date, label: 成交日期}
       fc:
         type: choice
@@ -167,9 +169,8 @@ def expected(
         if owners is not None and owner not in owners:
             continue
         day = date.fromisoformat(close) if close else None
-        if period is not None and period.bounded:
-            if day is None or not period.contains(day):
-                continue
+        if period is not None and period.bounded and (day is None or not period.contains(day)):
+            continue
         category = more.get("fc") or CATEGORY.get(stage, "omitted")
         if category == "omitted":
             continue
