@@ -255,7 +255,7 @@ def _terms(ctx: Context, terms: PayTerms, path: Path, fallback: Location) -> Ite
                     "remove its upto, or add a tier {rate: ...}",
                 ),
             )
-        elif tier.upto is not None and tier.upto <= previous:
+        if tier.upto is not None and tier.upto <= previous:
             yield _problem(
                 where,
                 f"档位上限应递增：{tier.upto} 不大于 {previous}",
