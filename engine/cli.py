@@ -134,6 +134,7 @@ def _register_commands() -> None:
     from engine.commands.export import export_command
     from engine.commands.imports import import_command
     from engine.commands.incentives import commission_command, forecast_group
+    from engine.commands.kpi import kpi_command
     from engine.commands.migrate import migrate_command
     from engine.commands.serve import serve_command
     from engine.commands.users import token_group, user_group
@@ -148,6 +149,7 @@ def _register_commands() -> None:
     main.add_command(export_command)
     main.add_command(forecast_group)
     main.add_command(commission_command)
+    main.add_command(kpi_command)
 
 
 _register_commands()

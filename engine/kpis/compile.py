@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.checks import TIME_BUCKETS
+from engine.checks import TIME_BUCKETS, UNGROUPABLE_KINDS
 from engine.errors import FormflowError
 from engine.expressions import Compiled, EvalContext, ir
 from engine.i18n import T
@@ -92,8 +92,17 @@ def dimension(kpi: Kpi, et: EntityTable, name: str) -> Dimension:
     if name in ("owner", "team"):
         return Dimension(name, name)
     f = et.entity.fields.get(name)
-    if f is None or storage_kind(f) in UNGROUPABLE or name not in et.columns:
-        usable = [n for n, x in et.entity.fields.items() if n in et.columns]
+    if (
+        f is None
+        or storage_kind(f) in UNGROUPABLE
+        or f.kind in UNGROUPABLE_KINDS
+        or name not in et.columns
+    ):
+        usable = [
+            n
+            for n, x in et.entity.fields.items()
+            if n in et.columns and x.kind not in UNGROUPABLE_KINDS and storage_kind(x) != "json"
+        ]
         known = ", ".join([*sorted(TIME_BUCKETS), "owner", "team", *usable])
         raise KpiError(
             T(
