@@ -44,6 +44,7 @@ from engine.permissions import Permissions
 from engine.records import Actor
 from engine.storage.query import MAX_LIMIT, OPS_BY_STORAGE, RESERVED_PARAMS, SYSTEM_FIELDS
 from engine.web.api.base import VERSION_PREFIX, api_actor, request_lang
+from engine.web.api.openapi_incentives import incentive_paths
 from engine.web.services import services
 
 OPENAPI_VERSION = "3.1.0"
@@ -835,6 +836,12 @@ class _Builder:
         tags.append({"name": "uploads", "description": "files for file fields"})
         paths.update(self.import_job_paths())
         tags.append({"name": "imports", "description": "import jobs (docs/imports.md)"})
+        incentives = incentive_paths(self.blueprint, VERSION_PREFIX, self._errors)
+        paths.update(incentives)
+        if self.blueprint.forecasts:
+            tags.append({"name": "forecast", "description": "sales forecast (docs/forecasts.md)"})
+        if self.blueprint.commissions:
+            tags.append({"name": "commissions", "description": "commissions (docs/commissions.md)"})
         paths[f"{VERSION_PREFIX}/openapi.json"] = {
             "get": {
                 "operationId": "openapi",
