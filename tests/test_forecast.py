@@ -447,3 +447,12 @@ def test_the_crm_template_forecast_is_valid_and_the_override_labelled() -> None:
         "omitted",
     }
     assert all(o.label.zh and o.label.en and o.label.zh != o.label.en for o in field.options)
+
+
+def test_check_refuses_a_date_time_close_date(tmp_path: Path) -> None:
+    bad = BLUEPRINT.replace("close_date: {type: date,", "close_date: {type: datetime,")
+    assert any("must be a date field" in p for p in _problems(tmp_path, bad))
+    assert any(
+        "must be a date field" in p
+        for p in _problems(tmp_path, BLUEPRINT.replace("date: close_date", "date: created_at"))
+    )

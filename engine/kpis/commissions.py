@@ -302,23 +302,30 @@ class CommissionService:
             return True
         if actor.name is not None and rep in self.users.team(actor.name):
             return True
-        if plan is not None and plan.kpi in self.blueprint.kpis:
-            et = self.schema.entity(self.blueprint.kpis[plan.kpi].entity)
-            return self.permissions.read_scope(actor, et) is None
-        return False
+        return plan is not None and self._reads_all(actor, plan)
+
+    def _reads_all(self, actor: Actor, plan: CommissionPlan) -> bool:
+        kpi = self.blueprint.kpis.get(plan.kpi)
+        if kpi is None:
+            return False
+        return self.permissions.read_scope(actor, self.schema.entity(kpi.entity)) is None
 
     def reps(self, actor: Actor) -> list[User]:
-        """People ``actor`` may pick a statement for who have a plan (the web page's list)."""
+        """People with a plan whose statement ``actor`` may read (the web page's picker).
+
+        Two queries (the users and the reporting line), whatever the number of users."""
+        plans = list(self.blueprint.commissions.values())
+        everyone = (
+            actor.is_system
+            or "admin" in actor.roles
+            or any(self._reads_all(actor, p) for p in plans)
+        )
+        team = self.users.team(actor.name) if actor.name and not everyone else frozenset()
         out = []
         for user in self.users.list(active_only=True):
-            if not any(
-                not p.roles or set(p.roles) & set(user.roles)
-                for p in self.blueprint.commissions.values()
-            ):
+            if not any(not p.roles or set(p.roles) & set(user.roles) for p in plans):
                 continue
-            if self.may_read(actor, user.name, None) or any(
-                self.may_read(actor, user.name, p) for p in self.blueprint.commissions.values()
-            ):
+            if everyone or user.name == actor.name or user.name in team:
                 out.append(user)
         return out
 

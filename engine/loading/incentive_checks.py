@@ -62,6 +62,22 @@ def forecasts(ctx: Context) -> Iterator[Problem]:
                 ),
             )
         yield from _date_field(ctx, entity, fc.date, ctx.at((*path, "date"), fc.location))
+        close = entity.fields.get(fc.date)
+        if (close is None and fc.date in ("created_at", "updated_at")) or (
+            close is not None
+            and (
+                close.kind == "datetime" or (close.kind == "formula" and close.result == "datetime")
+            )
+        ):
+            yield _problem(
+                ctx.at((*path, "date"), fc.location),
+                f"预计成交日期 '{fc.date}' 须为日期字段（现在是日期时间）",
+                f"the close date '{fc.date}' must be a date field (it is a date-time)",
+                T(
+                    "预测按日期归入月份；写 date 类型的字段",
+                    "forecasts bucket by day: name a date field",
+                ),
+            )
         stage = entity.fields.get(fc.stage)
         stages: list[str] = []
         if stage is None:
