@@ -83,7 +83,7 @@ FORMULA_KEYWORDS: frozenset[str] = frozenset(keyword.kwlist)
 #: Every word refused as an entity or field name (SQL ones in any letter case).
 RESERVED_WORDS: frozenset[str] = SQL_KEYWORDS | FORMULA_KEYWORDS
 #: Paths of the JSON API that an entity of the same name would shadow (/api/v1/tasks).
-API_ROUTE_NAMES: frozenset[str] = frozenset({"tasks"})
+API_ROUTE_NAMES: frozenset[str] = frozenset({"tasks", "forecast", "commissions"})
 
 #: Types of the system columns every record has (see ``model.SYSTEM_COLUMNS``).
 SYSTEM_TYPES: dict[str, Type] = {
@@ -1057,3 +1057,4 @@ def _webhook_url(ctx: Context, url: Any, path: Path, fallback: Location) -> Iter
 # The formula checks (compile every formula, then look for cycles) live in their
 # own module; importing it registers them after the checks above.
 from engine.loading import formula_checks as _formula_checks  # noqa: E402, F401
+from engine.loading import incentive_checks as _incentive_checks  # noqa: E402, F401

@@ -250,6 +250,7 @@ def seed_demo(blueprint: Blueprint, engine: Engine) -> list[str]:
     if blueprint.flows and ids:
         _seed_approvals(blueprint, engine, records, users, ids, opportunities, today)
     _seed_results(blueprint, records, ids, added, today)
+    _seed_stage_history(blueprint, records, ids, today)
     names = ", ".join(added)
     return [
         f"演示数据已创建。用户：{names}；密码（仅用于演示）：{DEMO_PASSWORD}",
@@ -309,6 +310,58 @@ def _seed_results(
                     "sales_target",
                     {"rep": rep, "period_start": start, "amount": amount, "owner": rep},
                 )
+
+
+#: Deals walked through their stages (forecast: historical win rates from the audit
+#: log): (customer index, name, amount, the stages in order, days to close).
+STAGE_HISTORY: tuple[tuple[int, str, str, tuple[str, ...], int], ...] = (
+    (0, "机床刀具补货", "150000", ("lead", "needs", "proposal", "contract", "won"), 10),
+    (2, "厂区门禁改造", "420000", ("lead", "needs", "proposal", "lost"), 15),
+    (4, "网点自助终端", "380000", ("lead", "proposal", "contract", "won"), 12),
+    (6, "车间 MES 试点", "260000", ("lead", "needs", "lost"), 20),
+    (1, "容器平台咨询", "90000", ("lead", "needs", "proposal", "won"), 8),
+    (5, "计量设备校准服务", "120000", ("lead", "needs", "proposal", "contract"), 25),
+)
+
+
+def _seed_stage_history(
+    blueprint: Blueprint, records: RecordService, customers: list[int], today: date
+) -> None:
+    """Deals moved stage by stage through the record service, so the audit log holds
+    real stage changes and the forecast's historical win rates have something to show."""
+    entity = blueprint.entities.get("opportunity")
+    if entity is None or "stage" not in entity.fields or not blueprint.forecasts:
+        return
+    for index, name, amount, stages, days in STAGE_HISTORY:
+        if index >= len(customers):
+            continue
+        owner = CUSTOMERS[index]["owner"]
+        data = {
+            "name": name,
+            "customer": customers[index],
+            "stage": stages[0],
+            "amount": amount,
+            "owner": owner,
+            "close_date": (today + timedelta(days=days)).isoformat(),
+        }
+        try:
+            record = records.create(
+                "opportunity", _keep(blueprint, "opportunity", data), actor=SYSTEM, via="system"
+            )
+            for stage in stages[1:]:
+                change: dict[str, Any] = {"stage": stage}
+                if stage == "won" and "win_reason" in entity.fields:
+                    change["win_reason"] = "方案与交付能力获认可"
+                record = records.update(
+                    "opportunity",
+                    record.id,
+                    change,
+                    version=record.version,
+                    actor=SYSTEM,
+                    via="system",
+                )
+        except FormflowError:
+            continue
 
 
 def _seed_approvals(

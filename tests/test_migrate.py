@@ -207,6 +207,8 @@ SYSTEM_TABLES = {
     "ff_exports",
     "ff_flow_runs",
     "ff_flow_tasks",
+    "ff_forecast_snapshot_deals",
+    "ff_forecast_snapshots",
     "ff_idempotency",
     "ff_imports",
     "ff_jobs",

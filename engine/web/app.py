@@ -203,6 +203,7 @@ def create_app(
         exports,
         flows,
         home,
+        incentives,
         lists,
         notifications,
         parts,
@@ -213,7 +214,17 @@ def create_app(
     auth.init_app(app)
     api.init_app(app, csrf)  # JSON API: bearer tokens only, so exempt from CSRF
     context.init_app(app)
-    for module in (home, lists, records, parts, notifications, flows, exports, dashboards):
+    for module in (
+        home,
+        lists,
+        records,
+        parts,
+        notifications,
+        flows,
+        exports,
+        incentives,
+        dashboards,
+    ):
         app.register_blueprint(module.bp)
     importing.init_app(app)  # the import pages, their body limit, import_url()
 

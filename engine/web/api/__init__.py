@@ -17,6 +17,7 @@ from engine.web.api import auth, errors
 from engine.web.api import dashboards as _dashboards  # noqa: F401 - the dashboard endpoints
 from engine.web.api import flows as _flows  # noqa: F401 - the approval-flow endpoints
 from engine.web.api import imports as _imports  # noqa: F401 - the import endpoints
+from engine.web.api import incentives as _incentives  # noqa: F401 - forecast and commissions
 from engine.web.api import routes as _routes  # noqa: F401 - defines the endpoints
 from engine.web.api.base import bp
 

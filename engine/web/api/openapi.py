@@ -45,6 +45,7 @@ from engine.records import Actor
 from engine.storage.query import MAX_LIMIT, OPS_BY_STORAGE, RESERVED_PARAMS, SYSTEM_FIELDS
 from engine.web.api import dashboard_schema
 from engine.web.api.base import VERSION_PREFIX, api_actor, request_lang
+from engine.web.api.openapi_incentives import incentive_paths
 from engine.web.dashboards import may_see
 from engine.web.services import services
 
@@ -841,6 +842,12 @@ class _Builder:
             schemas.update(dashboard_schema.SCHEMAS)
             paths.update(dashboard_schema.paths(self._errors))
             tags.append({"name": "dashboards", "description": "dashboards and their KPIs"})
+        incentives = incentive_paths(self.blueprint, VERSION_PREFIX, self._errors)
+        paths.update(incentives)
+        if self.blueprint.forecasts:
+            tags.append({"name": "forecast", "description": "sales forecast (docs/forecasts.md)"})
+        if self.blueprint.commissions:
+            tags.append({"name": "commissions", "description": "commissions (docs/commissions.md)"})
         paths[f"{VERSION_PREFIX}/openapi.json"] = {
             "get": {
                 "operationId": "openapi",
