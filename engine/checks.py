@@ -873,7 +873,35 @@ def dashboards(ctx: Context) -> Iterator[Problem]:
                 )
         for index, widget in enumerate(board.widgets):
             wpath = (*path, "widgets", index)
+            if widget.kind == "commission":
+                if not bp.commissions:
+                    yield _problem(
+                        ctx.at((*wpath, "kind"), widget.location),
+                        "提成组件需要蓝图中定义 commissions（提成方案）",
+                        "a commission widget needs commission plans (commissions:)",
+                        T(
+                            "先在 commissions: 中定义提成方案，或换用其他组件类型",
+                            "define a plan under commissions: first, or use another kind",
+                        ),
+                    )
+                if widget.kpi is not None:
+                    yield _problem(
+                        ctx.at((*wpath, "kpi"), widget.location),
+                        "提成组件不写 kpi：它展示查看者所适用提成方案的结算",
+                        "a commission widget takes no kpi: it shows the viewer's plan",
+                        T("删除 kpi", "remove kpi"),
+                    )
+                continue
             if widget.kpi is None:
+                yield _problem(
+                    ctx.at((*wpath, "kind"), widget.location),
+                    f"{widget.kind} 组件需要 kpi（展示哪个指标）",
+                    f"a {widget.kind} widget needs a kpi (the KPI it shows)",
+                    T(
+                        f"可用：{listing(bp.kpis)}" if bp.kpis else "先在 kpis: 中定义指标",
+                        f"use one of: {listing(bp.kpis)}" if bp.kpis else "define a KPI first",
+                    ),
+                )
                 continue
             kpi = bp.kpis.get(widget.kpi)
             if kpi is None:

@@ -319,7 +319,7 @@ class Kpi:
 
 @dataclass(frozen=True)
 class Widget:
-    kind: str  # number | bar | line | pie | funnel | gauge | table | leaderboard
+    kind: str  # number | bar | line | pie | funnel | gauge | table | leaderboard | commission
     kpi: str | None = None
     label: Text = dataclasses.field(default_factory=Text)
     by: tuple[str, ...] = ()

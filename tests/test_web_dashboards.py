@@ -96,6 +96,16 @@ kpis:
     by: [owner]
     target: 50
     format: percent
+commissions:
+  rep_plan:
+    label: {zh: 提成, en: Commission}
+    roles: [rep]
+    kpi: sales
+    period: month
+    mode: marginal
+    tiers:
+      - {upto: 100, rate: 3}
+      - {rate: 5}
 dashboards:
   board:
     label: {zh: 业绩, en: Performance}
@@ -111,6 +121,7 @@ dashboards:
       - {kind: table, kpi: sales, by: [owner], period: all, width: 4}
       - {kind: leaderboard, kpi: sales, by: [owner], period: all, limit: 1}
       - {kind: number, kpi: win_rate, period: all, label: {zh: 总赢单率, en: Overall win rate}}
+      - {kind: commission, period: this_month}
   managers_only:
     label: {zh: 经理专用, en: Managers only}
     roles: [manager]
@@ -539,3 +550,21 @@ def test_api_dashboard_with_filters(app: Flask) -> None:
     missing = client.get("/api/v1/dashboards/nope", headers=headers)
     assert missing.status_code == 404
     assert client.get("/api/v1/dashboards/board").status_code == 401
+
+
+def test_commission_widget_shows_the_viewers_own_statement(app: Flask) -> None:
+    rep = client_as(app, "rep1")
+    page = text(rep.get("/d/board"))
+    value = total(deals("rep1", stages=("won",), within=THIS))
+    target = next(a for r, m, a in TARGETS if r == "rep1" and m == THIS_MONTH)
+    assert value <= target  # all of it in the first tier: 3%
+    assert figure(page, 9) == money(Decimal(value) * 3 / 100)
+    [link] = re.findall(r'href="([^"]+)" class="ff-drill"', widget(page, 9))
+    assert link == f"/commissions?period={THIS_MONTH:%Y-%m}"
+    assert "我的提成" in widget(page, 9)
+    # a manager has no plan: the widget says why, the rest of the page still shows
+    boss = text(client_as(app, "boss").get("/d/board?lang=en"))
+    assert "no commission plan applies" in widget(boss, 9)
+    assert figure(boss, 0) == money(total(deals("boss", stages=("won",), within=THIS)), "en")
+    body = app.test_client().get("/api/v1/dashboards/board", headers=token(app, "rep1")).get_json()
+    assert Decimal(body["widgets"][9]["commission"]["total"]) == Decimal(value) * 3 / 100

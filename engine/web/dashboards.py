@@ -23,11 +23,12 @@ from flask import url_for
 
 from engine.errors import FormflowError, NotFound, PermissionDenied
 from engine.i18n import T
+from engine.kpis.commissions import STATEMENT_PERIODS, Statement
 from engine.kpis.formatting import format_number, format_percentage
 from engine.kpis.periods import PERIOD_NAMES, Period, PeriodError, resolve_period
 from engine.kpis.result import KpiResult, KpiRow
 from engine.kpis.service import KpiRequest
-from engine.locales import format_date, format_percent
+from engine.locales import format_date, format_money, format_percent
 from engine.model import Blueprint, Dashboard, Kpi, Widget
 from engine.records import Actor
 from engine.users import ADMIN_ROLE, User
@@ -262,6 +263,7 @@ class Evaluated:
     widget: Widget
     result: KpiResult | None = None
     error: str | None = None
+    statement: Statement | None = None  # a commission widget's
 
 
 def evaluate(
@@ -274,7 +276,7 @@ def evaluate(
     """
     requests = []
     for widget in board.widgets:
-        if widget.kpi is None:
+        if widget.kpi is None or widget.kind == "commission":
             continue
         period, start, end = widget_period(widget, filters)
         requests.append(
@@ -291,6 +293,9 @@ def evaluate(
     answers = iter(svc.runtime.kpis.evaluate_many(requests, actor, lang=lang))
     out = []
     for widget in board.widgets:
+        if widget.kind == "commission":
+            out.append(_commission(svc, widget, actor, filters, lang))
+            continue
         if widget.kpi is None:
             out.append(Evaluated(widget))
             continue
@@ -302,6 +307,23 @@ def evaluate(
         else:
             raise answer
     return out
+
+
+def _commission(
+    svc: Services, widget: Widget, actor: Actor, filters: Filters, lang: str
+) -> Evaluated:
+    """The viewer's own commission statement (their plan), for the page's period when it is
+    one a statement can cover (a month or quarter by name), else the widget's own."""
+    period = filters.period if filters.period in STATEMENT_PERIODS else widget.period
+    if period not in STATEMENT_PERIODS:
+        period = None  # the plan's current month or quarter
+    if actor.name is None:
+        return Evaluated(widget, error=_("Only a signed-in user has a commission"))
+    try:
+        statement = svc.runtime.commissions.statement(actor, actor.name, period, records=False)
+    except FormflowError as exc:
+        return Evaluated(widget, error=exc.message(lang))
+    return Evaluated(widget, statement=statement)
 
 
 # -- showing ----------------------------------------------------------------------------------
@@ -356,6 +378,7 @@ class WidgetView:
     table: TableView | None = None
     # leaderboard
     ranking: list[dict[str, Any]] = field(default_factory=list)
+    commission: dict[str, Any] | None = None
     total_url: str | None = None
 
 
@@ -580,6 +603,8 @@ def widget_view(svc: Services, index: int, answer: Evaluated, lang: str) -> Widg
     if answer.error:
         view.error = answer.error
         return view
+    if answer.statement is not None:
+        return _commission_view(view, answer.statement, currency, lang)
     if result is None or kpi is None:
         return view
     name = result.period.name
@@ -643,6 +668,41 @@ def widget_view(svc: Services, index: int, answer: Evaluated, lang: str) -> Widg
     else:
         option, links, texts = _items_chart(widget, result, base, currency, lang)
     view.chart = {"option": option, "links": links, "texts": texts, "kind": widget.kind}
+    return view
+
+
+def _commission_view(view: WidgetView, st: Statement, currency: str, lang: str) -> WidgetView:
+    """A commission card: the payout, what it is paid on, the tiers, a link to the statement."""
+    name = st.period.name
+    view.title = view.title if view.title != "commission" else _("My commission")
+    view.period = period_label(name) if name in _PERIOD_LABELS else _range_text(st.period, lang)
+    view.empty = False
+    view.figure = format_money(st.total, currency, lang)
+    view.previous = ""
+    view.commission = {
+        "plan": st.plan_label.get(lang) or st.plan,
+        "base": st.kpi_label.get(lang) or st.kpi,
+        "value": format_money(st.value, currency, lang),
+        "target": format_money(st.target, currency, lang) if st.target is not None else "",
+        "attainment": show_percent(st.attainment, lang),
+        "capped": st.capped,
+        "lines": [
+            {
+                "rate": format_percent(line.rate, lang),
+                "base": format_money(line.base, currency, lang),
+                "payout": format_money(line.payout, currency, lang),
+            }
+            for line in st.lines
+            if line.base
+        ],
+    }
+    start = st.period.start
+    query = (
+        {"period": f"{start.year:04d}-{start.month:02d}"}
+        if start and st.period.unit == "month"
+        else {}
+    )
+    view.total_url = with_query(url_for("incentives.commissions"), query)
     return view
 
 

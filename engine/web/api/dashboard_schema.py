@@ -94,7 +94,17 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "kind": {
                 "type": "string",
-                "enum": ["number", "bar", "line", "pie", "funnel", "gauge", "table", "leaderboard"],
+                "enum": [
+                    "number",
+                    "bar",
+                    "line",
+                    "pie",
+                    "funnel",
+                    "gauge",
+                    "table",
+                    "leaderboard",
+                    "commission",
+                ],
             },
             "kpi": {"type": ["string", "null"]},
             "label": {"type": "string"},
@@ -103,6 +113,12 @@ SCHEMAS: dict[str, Any] = {
             "limit": {"type": ["integer", "null"]},
             "width": {"type": "integer", "minimum": 1, "maximum": 4},
             "result": {"oneOf": [_ref("DashboardKpiResult"), {"type": "null"}]},
+            "error": {"type": ["string", "null"], "description": "why there is no result"},
+            "commission": {
+                "type": "object",
+                "description": "a commission widget: the caller's statement "
+                "(as GET /api/v1/commissions/statement)",
+            },
         },
     },
 }

@@ -93,6 +93,8 @@ def dashboard(name: str) -> Response:
             result = answer.result
             item["result"] = result_json(result, kpi.entity) if result and kpi else None
             item["error"] = answer.error
+            if answer.statement is not None:
+                item["commission"] = answer.statement.as_json(lang)
             widgets.append(item)
         body = _board_json(board, lang)
         body["applied"] = filters.as_args()
