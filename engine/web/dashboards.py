@@ -176,6 +176,9 @@ def filters_from(board: Dashboard, args: Mapping[str, str]) -> Filters:
     """The filters of a query string that ``board`` offers (others are ignored)."""
     shown = board.filters
     raw = {k: (args.get(k) or "").strip() for k in ("period", "start", "end", "team", "owner")}
+    # ``from``/``to``: the names GET /api/v1/kpis uses for the same bounds
+    raw["start"] = raw["start"] or (args.get("from") or "").strip()
+    raw["end"] = raw["end"] or (args.get("to") or "").strip()
     return Filters(
         period=raw["period"] if "period" in shown else "",
         start=raw["start"] if "period" in shown else "",
