@@ -88,3 +88,19 @@ def test_manager_dashboard_draws_funnel_and_gauge_and_drills_down(
     }
     assert stages == {target["name"]}
     screenshot(page, "dashboard_drill_funnel")
+
+
+def test_rep_dashboard_shows_my_attainment_and_commission(page: Any, crm_server: Server) -> None:
+    expect = _expect()
+    sign_in(page, crm_server, "li.lei")
+    assert page.get_by_role("link", name="团队业绩看板").count() == 0  # the managers' one
+    page.get_by_role("link", name="我的业绩").first.click()
+    expect(page).to_have_url(f"{crm_server.url}d/sales_rep")
+    gauge = _widget(page, "gauge")
+    expect(gauge).to_have_class("ff-chart ff-chart-drawn")
+    page.wait_for_timeout(1200)  # the entry animation ends
+    assert gauge.evaluate(PAINTED) > 500
+    commission = page.locator("article.ff-widget-commission")
+    expect(commission.locator("h2")).to_have_text("本月提成")
+    expect(commission.locator(".ff-figure")).to_contain_text("¥")
+    screenshot(page, "dashboard_rep")
