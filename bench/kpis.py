@@ -157,7 +157,7 @@ def hand_sql(dialect: str) -> dict[str, tuple[str, dict[str, Any]]]:
         ratio = "100.0 * SUM(CASE WHEN stage = 'won' THEN 1 ELSE 0 END) / NULLIF(SUM(CASE WHEN stage IN ('won', 'lost') THEN 1 ELSE 0 END), 0)"  # noqa: E501
         p = "?"
     else:
-        month = "date_trunc('month', close_date::timestamp)"
+        month = "date_trunc('month', close_date::timestamp)"  # a DBA's usual form
         quarter = "date_trunc('quarter', close_date::timestamp)"
         ratio = "100.0 * COUNT(*) FILTER (WHERE stage = 'won') / NULLIF(COUNT(*) FILTER (WHERE stage IN ('won', 'lost')), 0)"  # noqa: E501
         p = "%s"

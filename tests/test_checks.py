@@ -875,3 +875,20 @@ def test_steps_that_can_never_run_are_reported(tmp_path: Path) -> None:
     assert any("every step of flow 'all_dead' is skipped" in p for p in problems)
     report = diagnose(tmp_path / "blueprint.yaml")
     assert {p.severity for p in report.problems} == {"warning"}
+
+
+def test_an_entity_may_not_shadow_the_dashboard_api(tmp_path: Path) -> None:
+    text, problems = run(
+        tmp_path,
+        """
+        entities:
+          dashboards:
+            label: Boards
+            fields:
+              name: {type: text}
+        """,
+    )
+    assert problems == [
+        f"{at(text, 'dashboards:')}: the entity name 'dashboards' is taken by the API "
+        "(/api/v1/dashboards); use another name, e.g. dashboard_records"
+    ], problems

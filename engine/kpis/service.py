@@ -760,7 +760,7 @@ def _key(dim: Dimension, value: Any) -> Any:
         if isinstance(value, datetime):
             return value.date()
         if isinstance(value, str):
-            return _day(value[:10])
+            return _day(value)
         return value
     if dim.storage == "ref":
         return int(value)
@@ -773,7 +773,12 @@ def _key(dim: Dimension, value: Any) -> Any:
 
 @functools.lru_cache(maxsize=4096)
 def _day(text: str) -> date:
-    return date.fromisoformat(text)
+    """A bucket as SQLite gives it: 'YYYY-MM-DD', 'YYYY-MM' or 'YYYY' (first day implied)."""
+    if len(text) == 4:
+        return date(int(text), 1, 1)
+    if len(text) == 7:
+        return date(int(text[:4]), int(text[5:7]), 1)
+    return date.fromisoformat(text[:10])
 
 
 def _empty(kpi: Kpi, like: Number) -> Number:
