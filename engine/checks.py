@@ -83,7 +83,14 @@ FORMULA_KEYWORDS: frozenset[str] = frozenset(keyword.kwlist)
 #: Every word refused as an entity or field name (SQL ones in any letter case).
 RESERVED_WORDS: frozenset[str] = SQL_KEYWORDS | FORMULA_KEYWORDS
 #: Paths of the JSON API that an entity of the same name would shadow (/api/v1/tasks).
-API_ROUTE_NAMES: frozenset[str] = frozenset({"tasks", "forecast", "commissions"})
+API_ROUTE_NAMES: frozenset[str] = frozenset({"tasks", "kpis", "forecast", "commissions"})
+#: What the check suggests instead of a name the API has taken.
+_API_ROUTE_ALTERNATIVES = {
+    "tasks": "approval_tasks",
+    "kpis": "kpi_records",
+    "forecast": "forecast_entries",
+    "commissions": "commission_records",
+}
 
 #: Types of the system columns every record has (see ``model.SYSTEM_COLUMNS``).
 SYSTEM_TYPES: dict[str, Type] = {
@@ -344,7 +351,10 @@ def reserved_names(ctx: Context) -> Iterator[Problem]:
                 where,
                 f"实体名 '{ename}' 已被 API 占用（/api/v1/{ename.lower()}）",
                 f"the entity name '{ename}' is taken by the API (/api/v1/{ename.lower()})",
-                T("换个名字，如 approval_tasks", "use another name, e.g. approval_tasks"),
+                T(
+                    f"换个名字，如 {_API_ROUTE_ALTERNATIVES[ename.lower()]}",
+                    f"use another name, e.g. {_API_ROUTE_ALTERNATIVES[ename.lower()]}",
+                ),
             )
         for path, f in all_fields(entity):
             where = ctx.key_at(path, f.location)

@@ -706,3 +706,14 @@ def test_check_refuses_grouping_by_a_list_field(tmp_path: Path) -> None:
     with pytest.raises(BlueprintError) as info:
         load(path)
     assert "tags" in str(info.value.problems[0].message.get("en"))
+
+
+def test_an_entity_may_not_be_called_kpis(tmp_path: Path) -> None:
+    path = tmp_path / "kpis.yaml"
+    path.write_text(
+        EDGES.replace("  deal:\n", "  kpis:\n").split("kpis:\n  total")[0], encoding="utf-8"
+    )
+    with pytest.raises(BlueprintError) as info:
+        load(path)
+    message = info.value.problems[0].render("en")
+    assert "taken by the API (/api/v1/kpis)" in message and "kpi_records" in message
