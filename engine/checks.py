@@ -89,7 +89,7 @@ API_ROUTE_NAMES: frozenset[str] = frozenset(
 #: What the check suggests instead of a name the API has taken.
 _API_ROUTE_ALTERNATIVES = {
     "tasks": "approval_tasks",
-    "forecast": "forecast_records",
+    "forecast": "forecast_entries",
     "commissions": "commission_records",
     "kpis": "kpi_records",
     "dashboards": "dashboard_records",

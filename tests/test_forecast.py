@@ -456,3 +456,22 @@ def test_check_refuses_a_date_time_close_date(tmp_path: Path) -> None:
         "must be a date field" in p
         for p in _problems(tmp_path, BLUEPRINT.replace("date: close_date", "date: created_at"))
     )
+
+
+def test_the_crm_demo_has_a_forecast_with_measured_rates(db_url: str) -> None:
+    from engine.demo import seed_demo
+
+    bp = load(Path(__file__).parent.parent / "blueprints" / "crm")
+    engine = create_engine(db_url)
+    try:
+        seed_demo(bp, engine)
+        rt = build_runtime(bp, engine, settings=Settings())
+        result = rt.forecasts.evaluate(SYSTEM)
+        assert result.total().deals > 0
+        rates = {r.stage: r for r in result.rates}
+        assert rates["lead"].won > 0 and rates["lead"].lost > 0 and rates["lead"].rate is not None
+        rep = rt.users.get("li.lei").actor
+        mine = rt.forecasts.evaluate(rep).breakdown(("owner",))
+        assert [g.keys["owner"] for g in mine] == ["li.lei"]
+    finally:
+        engine.dispose()

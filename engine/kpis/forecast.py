@@ -374,23 +374,30 @@ class ForecastService:
         fc = self.definition(name)
         et = self._require(actor, fc)
         period = period or Period("all")
-        category = self._category(fc, et).label("category")
+        # Grouped by the raw stage and override (few distinct values): the category
+        # follows from them in Python, which keeps the CASE out of the GROUP BY.
         month = self._month(et.column(fc.date)).label("month")
         stage = et.column(fc.stage).label("stage")
+        override: Any = (
+            et.column(fc.override).label("override") if fc.override else sa.null().label("override")
+        )
         amount = sa.func.coalesce(et.column(fc.amount), 0)
         weighted = amount * self._probability(fc, et, actor) / 100
+        keys: list[Any] = [month, stage, et.table.c.owner]
+        if fc.override:
+            keys.append(override)
         stmt = (
             sa.select(
                 month,
-                category,
-                et.table.c.owner,
                 stage,
+                override,
+                et.table.c.owner,
                 sa.func.count().label("deals"),
                 sa.type_coerce(sa.func.sum(amount), sa.Numeric(asdecimal=True)).label("amount"),
                 sa.type_coerce(sa.func.sum(weighted), sa.Numeric(asdecimal=True)).label("weighted"),
             )
             .where(*self._where(fc, et, actor, period, owner))
-            .group_by(month, category, et.table.c.owner, stage)
+            .group_by(*keys)
         )
         since = _add_months(self.today().replace(day=1), -fc.history_months)
         with self.engine.connect() as conn:
@@ -400,10 +407,11 @@ class ForecastService:
         fallback: set[str] = set()
         cells: list[Cell] = []
         for row in rows:
-            if row.category == "omitted":
-                continue
+            category = row.override or fc.category_of(row.stage)
+            if category not in FORECAST_CATEGORIES:
+                continue  # omitted
             amt, wtd = money(row.amount), money(row.weighted)
-            if row.category == "closed" or row.stage in fc.categories.get("closed", ()):
+            if category == "closed" or row.stage in fc.categories.get("closed", ()):
                 hist = amt
             elif by_stage.get(row.stage) is not None:
                 hist = (amt * by_stage[row.stage] / 100).quantize(CENT)  # type: ignore[operator]
@@ -414,7 +422,7 @@ class ForecastService:
             cells.append(
                 Cell(
                     date.fromisoformat(row.month + "-01") if row.month else None,
-                    row.category,
+                    category,
                     row.owner,
                     row.stage,
                     int(row.deals),
