@@ -83,9 +83,17 @@ FORMULA_KEYWORDS: frozenset[str] = frozenset(keyword.kwlist)
 #: Every word refused as an entity or field name (SQL ones in any letter case).
 RESERVED_WORDS: frozenset[str] = SQL_KEYWORDS | FORMULA_KEYWORDS
 #: Paths of the JSON API that an entity of the same name would shadow (/api/v1/tasks).
-API_ROUTE_NAMES: frozenset[str] = frozenset({"tasks", "kpis"})
+API_ROUTE_NAMES: frozenset[str] = frozenset(
+    {"tasks", "forecast", "commissions", "kpis", "dashboards"}
+)
 #: What the check suggests instead of a name the API has taken.
-_API_ROUTE_ALTERNATIVES = {"tasks": "approval_tasks", "kpis": "kpi_records"}
+_API_ROUTE_ALTERNATIVES = {
+    "tasks": "approval_tasks",
+    "forecast": "forecast_entries",
+    "commissions": "commission_records",
+    "kpis": "kpi_records",
+    "dashboards": "dashboard_records",
+}
 
 #: Types of the system columns every record has (see ``model.SYSTEM_COLUMNS``).
 SYSTEM_TYPES: dict[str, Type] = {
@@ -878,7 +886,35 @@ def dashboards(ctx: Context) -> Iterator[Problem]:
                 )
         for index, widget in enumerate(board.widgets):
             wpath = (*path, "widgets", index)
+            if widget.kind == "commission":
+                if not bp.commissions:
+                    yield _problem(
+                        ctx.at((*wpath, "kind"), widget.location),
+                        "提成组件需要蓝图中定义 commissions（提成方案）",
+                        "a commission widget needs commission plans (commissions:)",
+                        T(
+                            "先在 commissions: 中定义提成方案，或换用其他组件类型",
+                            "define a plan under commissions: first, or use another kind",
+                        ),
+                    )
+                if widget.kpi is not None:
+                    yield _problem(
+                        ctx.at((*wpath, "kpi"), widget.location),
+                        "提成组件不写 kpi：它展示查看者所适用提成方案的结算",
+                        "a commission widget takes no kpi: it shows the viewer's plan",
+                        T("删除 kpi", "remove kpi"),
+                    )
+                continue
             if widget.kpi is None:
+                yield _problem(
+                    ctx.at((*wpath, "kind"), widget.location),
+                    f"{widget.kind} 组件需要 kpi（展示哪个指标）",
+                    f"a {widget.kind} widget needs a kpi (the KPI it shows)",
+                    T(
+                        f"可用：{listing(bp.kpis)}" if bp.kpis else "先在 kpis: 中定义指标",
+                        f"use one of: {listing(bp.kpis)}" if bp.kpis else "define a KPI first",
+                    ),
+                )
                 continue
             kpi = bp.kpis.get(widget.kpi)
             if kpi is None:
@@ -1062,3 +1098,4 @@ def _webhook_url(ctx: Context, url: Any, path: Path, fallback: Location) -> Iter
 # The formula checks (compile every formula, then look for cycles) live in their
 # own module; importing it registers them after the checks above.
 from engine.loading import formula_checks as _formula_checks  # noqa: E402, F401
+from engine.loading import incentive_checks as _incentive_checks  # noqa: E402, F401

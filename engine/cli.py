@@ -133,6 +133,7 @@ def _register_commands() -> None:
     """Commands that live in modules of their own (``engine/commands/``)."""
     from engine.commands.export import export_command
     from engine.commands.imports import import_command
+    from engine.commands.incentives import commission_command, forecast_group
     from engine.commands.kpi import kpi_command
     from engine.commands.migrate import migrate_command
     from engine.commands.serve import serve_command
@@ -146,6 +147,8 @@ def _register_commands() -> None:
     main.add_command(token_group)
     main.add_command(worker_command)
     main.add_command(export_command)
+    main.add_command(forecast_group)
+    main.add_command(commission_command)
     main.add_command(kpi_command)
 
 

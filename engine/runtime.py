@@ -31,7 +31,10 @@ from engine.automations import AutomationService
 from engine.events import EventBus
 from engine.flows import FlowService
 from engine.jobs import JobQueue
+from engine.kpis.commissions import CommissionService
+from engine.kpis.forecast import ForecastService
 from engine.kpis.service import KpiService
+from engine.kpis.snapshots import SnapshotService
 from engine.mail import Mailer
 from engine.model import Blueprint
 from engine.notifications import NotificationService
@@ -65,6 +68,9 @@ class Runtime:
     mailer: Mailer
     webhooks: Webhooks
     kpis: KpiService
+    forecasts: ForecastService
+    snapshots: SnapshotService
+    commissions: CommissionService
 
     @property
     def job_kinds(self) -> frozenset[str]:
@@ -114,6 +120,8 @@ def build_runtime(
     mailer.register_jobs(jobs)
     webhooks = Webhooks(settings.webhooks)
     webhooks.register_jobs(jobs)
+    kpis = KpiService(blueprint, schema, engine, permissions, users, clock=now)
+    forecasts = ForecastService(blueprint, schema, engine, permissions, users, clock=now)
     return Runtime(
         blueprint=blueprint,
         schema=schema,
@@ -130,5 +138,10 @@ def build_runtime(
         automations=automations,
         mailer=mailer,
         webhooks=webhooks,
-        kpis=KpiService(blueprint, schema, engine, permissions, users, clock=now),
+        kpis=kpis,
+        forecasts=forecasts,
+        snapshots=SnapshotService(forecasts, clock=now),
+        commissions=CommissionService(
+            blueprint, schema, engine, permissions, users, kpis, clock=now
+        ),
     )

@@ -63,6 +63,7 @@ def _formula_sites(ctx: Context) -> Iterator[_Site]:
     yield from _entity_sites(ctx)
     yield from _flow_sites(ctx)
     yield from _kpi_sites(ctx)
+    yield from _forecast_sites(ctx)
     yield from _automation_sites(ctx)
 
 
@@ -131,6 +132,22 @@ def _kpi_sites(ctx: Context) -> Iterator[_Site]:
         tentity = ctx.entity(target.entity) if target is not None else None
         if target is not None and tentity is not None and target.measure is not None:
             yield _Site(target.measure, ctx.scope(tentity, aggregate=True), NUMBER, sql=True)
+
+
+_FORECAST_SQL_HINT = T(
+    "预测的概率在数据库中按商机计算，只能用数据库能计算的运算和函数",
+    "a forecast's probability is computed per deal in the database: use only operators "
+    "and functions the database computes",
+)
+
+
+def _forecast_sites(ctx: Context) -> Iterator[_Site]:
+    for forecast in ctx.blueprint.forecasts.values():
+        entity = ctx.entity(forecast.entity)
+        if entity is None or forecast.probability is None:
+            continue
+        scope = ctx.scope(entity)
+        yield _Site(forecast.probability, scope, NUMBER, sql=True, sql_hint=_FORECAST_SQL_HINT)
 
 
 def _automation_sites(ctx: Context) -> Iterator[_Site]:

@@ -43,7 +43,10 @@ from engine.model import Blueprint, Entity, Field
 from engine.permissions import Permissions
 from engine.records import Actor
 from engine.storage.query import MAX_LIMIT, OPS_BY_STORAGE, RESERVED_PARAMS, SYSTEM_FIELDS
+from engine.web.api import dashboard_schema
 from engine.web.api.base import VERSION_PREFIX, api_actor, request_lang
+from engine.web.api.openapi_incentives import incentive_paths
+from engine.web.dashboards import may_see
 from engine.web.services import services
 
 OPENAPI_VERSION = "3.1.0"
@@ -910,6 +913,16 @@ class _Builder:
         tags.append({"name": "uploads", "description": "files for file fields"})
         paths.update(self.import_job_paths())
         tags.append({"name": "imports", "description": "import jobs (docs/imports.md)"})
+        if any(may_see(self.actor, b) for b in self.blueprint.dashboards.values()):
+            schemas.update(dashboard_schema.SCHEMAS)
+            paths.update(dashboard_schema.paths(self._errors))
+            tags.append({"name": "dashboards", "description": "dashboards and their KPIs"})
+        incentives = incentive_paths(self.blueprint, VERSION_PREFIX, self._errors)
+        paths.update(incentives)
+        if self.blueprint.forecasts:
+            tags.append({"name": "forecast", "description": "sales forecast (docs/forecasts.md)"})
+        if self.blueprint.commissions:
+            tags.append({"name": "commissions", "description": "commissions (docs/commissions.md)"})
         paths.update(self.kpi_paths())
         schemas.update(_KPI_SCHEMAS)
         tags.append({"name": "kpis", "description": "KPIs and targets (docs/kpis.md) / 指标"})
