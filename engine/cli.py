@@ -135,6 +135,7 @@ def _register_commands() -> None:
     from engine.commands.imports import import_command
     from engine.commands.migrate import migrate_command
     from engine.commands.serve import serve_command
+    from engine.commands.test import test_command
     from engine.commands.users import token_group, user_group
     from engine.commands.worker import worker_command
 
@@ -145,6 +146,7 @@ def _register_commands() -> None:
     main.add_command(token_group)
     main.add_command(worker_command)
     main.add_command(export_command)
+    main.add_command(test_command)
 
 
 _register_commands()

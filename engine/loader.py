@@ -36,7 +36,7 @@ from engine.loading.build import build
 from engine.loading.positions import Doc
 from engine.model import Blueprint
 
-__all__ = ["Report", "diagnose", "load"]
+__all__ = ["Report", "diagnose", "diagnose_document", "load"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,15 @@ def diagnose(path: str | os.PathLike[str]) -> Report:
         doc = sources.resolve(Path(path))
     except BlueprintError as exc:
         return Report(None, exc.problems)
+    return diagnose_document(doc)
+
+
+def diagnose_document(doc: Doc) -> Report:
+    """Steps 2-5 of the pipeline on an already merged raw document.
+
+    ``formflow test`` uses it to check a blueprint together with the cases of
+    its ``tests/*.yaml`` files, appended to ``tests`` with their own positions.
+    """
     locale = _locale(doc)
     problems = _limit_problems(doc)
     if problems:

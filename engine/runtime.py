@@ -11,6 +11,7 @@ The web app, ``formflow worker`` and the in-process worker of ``formflow serve
     JobQueue ── handlers: flow.remind, flow.timeout, automation.date, automation.sweep,
                 mail.send, webhook.deliver
     NotificationService · Mailer · Webhooks · UserService · Permissions
+    KpiService (KPIs in the viewer's read scope)
 
 :func:`build_runtime` builds it, so the three faces cannot drift apart: a job
 scheduled by a web request is understood by every worker. Settings come from
@@ -30,6 +31,7 @@ from engine.automations import AutomationService
 from engine.events import EventBus
 from engine.flows import FlowService
 from engine.jobs import JobQueue
+from engine.kpis.service import KpiService
 from engine.mail import Mailer
 from engine.model import Blueprint
 from engine.notifications import NotificationService
@@ -62,6 +64,7 @@ class Runtime:
     automations: AutomationService
     mailer: Mailer
     webhooks: Webhooks
+    kpis: KpiService
 
     @property
     def job_kinds(self) -> frozenset[str]:
@@ -127,4 +130,5 @@ def build_runtime(
         automations=automations,
         mailer=mailer,
         webhooks=webhooks,
+        kpis=KpiService(blueprint, schema, engine, permissions, users, clock=now),
     )

@@ -9,5 +9,15 @@ the JSON API and the dashboards all render.
 
 from engine.kpis.periods import PERIOD_NAMES, Period, resolve_period
 from engine.kpis.result import KpiResult, KpiRow
+from engine.kpis.service import KpiError, KpiRequest, KpiService
 
-__all__ = ["PERIOD_NAMES", "KpiResult", "KpiRow", "Period", "resolve_period"]
+__all__ = [
+    "PERIOD_NAMES",
+    "KpiError",
+    "KpiRequest",
+    "KpiResult",
+    "KpiRow",
+    "KpiService",
+    "Period",
+    "resolve_period",
+]
