@@ -184,8 +184,12 @@ class _Seeder:
     def at(self, path: tuple[Any, ...]) -> Location:
         return self.pos.locate(path)
 
-    def problem(self, path: tuple[Any, ...], message: Text, hint: Text | None = None) -> None:
-        self.problems.append(Problem(self.at(path), message, hint or Text()))
+    def problem(
+        self, path: tuple[Any, ...], message: Text, hint: Text | None = None, *, key: bool = False
+    ) -> None:
+        """A problem at the value of ``path`` (``key``: at the key naming it)."""
+        where = self.pos.locate_key(path) if key else self.at(path)
+        self.problems.append(Problem(where, message, hint or Text()))
 
     def check(self) -> None:
         if self.problems:
@@ -211,6 +215,7 @@ class _Seeder:
                     (key,),
                     T(f"未知的键 '{key}'", f"unknown key '{key}'"),
                     T("可用的键：users、records、flows", "known keys: users, records, flows"),
+                    key=True,
                 )
         for index, user in enumerate(self._list("users")):
             self._unknown_keys(user, ("users", index), _USER_KEYS)
@@ -240,6 +245,7 @@ class _Seeder:
                         ("records", entity),
                         T(f"蓝图中没有实体 '{entity}'", f"the blueprint has no entity '{entity}'"),
                         _nearest(entity, self.blueprint.entities),
+                        key=True,
                     )
                     continue
                 if not isinstance(rows, list):
@@ -270,6 +276,7 @@ class _Seeder:
                                     f"entity {entity} has no field '{name}'",
                                 ),
                                 _nearest(name, et.fields),
+                                key=True,
                             )
         for index, flow in enumerate(self._list("flows")):
             path = ("flows", index)
@@ -323,6 +330,7 @@ class _Seeder:
                     (*path, key),
                     T(f"未知的键 '{key}'", f"unknown key '{key}'"),
                     T("可用的键：" + "、".join(known), "known keys: " + ", ".join(known)),
+                    key=True,
                 )
 
     # -------------------------------------------------------------- users
@@ -451,7 +459,10 @@ class _Seeder:
             spec = fields.get(name)
             if spec is None:
                 self.problem(
-                    here, T(f"没有字段 '{name}'", f"no field '{name}'"), _nearest(name, fields)
+                    here,
+                    T(f"没有字段 '{name}'", f"no field '{name}'"),
+                    _nearest(name, fields),
+                    key=True,
                 )
                 continue
             out[name] = self.value(spec, raw, here)
