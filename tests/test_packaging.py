@@ -59,6 +59,7 @@ def test_pyproject_lists_every_package_and_data_folder() -> None:
         _data_packages(ROOT / "engine", "engine")
         | _data_packages(ROOT / "templates", "engine._templates")
         | _data_packages(ROOT / "schemas", "engine._schemas")
+        | _data_packages(ROOT / "blueprints", "engine._blueprints")
     )
     assert set(setuptools["packages"]) == expected
     # Every language's catalog folder is a package (its .po and .mo are package data).
@@ -69,7 +70,15 @@ def test_pyproject_lists_every_package_and_data_folder() -> None:
     assert setuptools["package-dir"] == {
         "engine._templates": "templates",
         "engine._schemas": "schemas",
+        "engine._blueprints": "blueprints",
     }
+    # Every file of a starter blueprint folder is package data of its package.
+    for folder in {p.parent for p in (ROOT / "blueprints").rglob("*") if _shipped(p)}:
+        package = ".".join(("engine._blueprints", *folder.relative_to(ROOT / "blueprints").parts))
+        patterns = setuptools["package-data"].get(package, [])
+        for file in folder.iterdir():
+            if _shipped(file):
+                assert any(file.match(p) for p in patterns), (package, file.name)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +90,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = work / "src"
     src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", *NOT_SHIPPED)
-    for name in ("engine", "templates", "schemas"):
+    for name in ("engine", "templates", "schemas", "blueprints"):
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
@@ -141,6 +150,13 @@ def test_the_wheel_holds_templates_static_files_catalogs_and_the_schema(wheel: P
     assert not [n for n in names if n.endswith((".pot", ".pyc"))]
     assert modules <= names, sorted(modules - names)
     assert "engine/_schemas/blueprint.schema.json" in names
+    blueprints = {
+        "engine/_blueprints/" + p.relative_to(ROOT / "blueprints").as_posix()
+        for p in (ROOT / "blueprints").rglob("*")
+        if _shipped(p)
+    }
+    assert "engine/_blueprints/crm/blueprint.yaml" in blueprints
+    assert blueprints <= names, sorted(blueprints - names)
 
 
 def test_an_installed_wheel_finds_its_templates_catalogs_and_schema_and_renders_a_page(
@@ -180,6 +196,8 @@ site = sys.argv[1]
 assert engine.__file__.startswith(site), engine.__file__
 assert str(r.TEMPLATES_DIR) == site + "/engine/_templates", r.TEMPLATES_DIR
 assert str(r.SCHEMAS_DIR) == site + "/engine/_schemas", r.SCHEMAS_DIR
+assert str(r.BLUEPRINTS_DIR) == site + "/engine/_blueprints", r.BLUEPRINTS_DIR
+load(str(r.BLUEPRINTS_DIR / "crm"))  # the packaged starter template loads
 assert str(r.TRANSLATIONS_DIR) == site + "/engine/web/translations", r.TRANSLATIONS_DIR
 assert (r.TRANSLATIONS_DIR / "zh_Hans" / "LC_MESSAGES" / "messages.mo").is_file()
 load(sys.argv[2])  # validates against the packaged JSON schema
