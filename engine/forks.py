@@ -34,9 +34,11 @@ def starter_names() -> list[str]:
     """The starter templates shipped with Formflow."""
     if not BLUEPRINTS_DIR.is_dir():
         return []
-    return sorted(p.name for p in BLUEPRINTS_DIR.iterdir() if p.is_dir() and any(
-        (p / n).is_file() for n in sources.MAIN_NAMES
-    ))
+    return sorted(
+        p.name
+        for p in BLUEPRINTS_DIR.iterdir()
+        if p.is_dir() and any((p / n).is_file() for n in sources.MAIN_NAMES)
+    )
 
 
 def find_template(name_or_path: str) -> Path:
@@ -50,7 +52,11 @@ def find_template(name_or_path: str) -> Path:
     names = starter_names()
     from engine.loading.describe import did_you_mean
 
-    hint = did_you_mean(name_or_path, names, T(f"可用的模板：{', '.join(names)}", f"starter templates: {', '.join(names)}"))
+    hint = did_you_mean(
+        name_or_path,
+        names,
+        T(f"可用的模板：{', '.join(names)}", f"starter templates: {', '.join(names)}"),
+    )
     raise ForkError(
         Text(
             zh=f"找不到模板 '{name_or_path}'；{hint.zh}",
@@ -76,9 +82,9 @@ def _choice_field(entities: Mapping[str, Any]) -> tuple[str, str, list[Any]] | N
     for ename, ent in entities.items():
         fields = (ent or {}).get("fields") if isinstance(ent, Mapping) else None
         for fname, f in (fields or {}).items():
-            if isinstance(f, Mapping) and f.get("type") == "choice":
-                if isinstance(f.get("options"), list):
-                    found.append((ename, str(fname), list(f["options"])))
+            choice = isinstance(f, Mapping) and f.get("type") == "choice"
+            if choice and isinstance(f.get("options"), list):
+                found.append((ename, str(fname), list(f["options"])))
     found.sort(key=lambda c: c[1] != "stage")
     return found[0] if found else None
 
@@ -115,7 +121,8 @@ def _examples(data: Mapping[str, Any]) -> list[str]:
         ]
         if title_field:
             lines += [
-                f"#       {title_field}:                  # 只改标签，其余设置不变 / change only the label",
+                f"#       {title_field}:                  "
+                "# 只改标签，其余设置不变 / change only the label",
                 "#         label: {zh: 公司全称, en: Company name}",
             ]
     if choice is not None:
@@ -132,14 +139,15 @@ def _examples(data: Mapping[str, Any]) -> list[str]:
         ]
     flows = data.get("flows") or {}
     for fname, fl in flows.items():
-        steps = list(((fl or {}).get("steps") or {}))
+        steps = list((fl or {}).get("steps") or {})
         if len(steps) >= 2:
             lines += [
                 "#",
                 "# flows:",
                 f"#   {fname}:",
                 "#     steps:",
-                f"#       {steps[-1]}: ~          # 删除一个步骤（~ 表示删除）/ remove a step (~ removes)",
+                f"#       {steps[-1]}: ~          "
+                "# 删除一个步骤（~ 表示删除）/ remove a step (~ removes)",
             ]
             break
     return lines
@@ -165,7 +173,8 @@ def new_fork(folder: Path, base: str) -> list[Path]:
     title = _title(base_doc.data)
     name = folder.resolve().name
     overlay = [
-        f"# {name}：基于模板 {target.name} 的本地改动 / local changes on top of the {target.name} template",
+        f"# {name}：基于模板 {target.name} 的本地改动 / "
+        f"local changes on top of the {target.name} template",
         "# 只写与模板不同的部分；模板的改进会自动生效。合并规则见 docs/forks.md。",
         "# Write only what differs from the template; its improvements still apply.",
         "# Merge rules: docs/forks.md. `formflow diff .` lists what this file changes.",
@@ -192,13 +201,14 @@ def _readme(name: str, base: str, extends: str) -> str:
 
 - `blueprint.yaml` 只写我们的改动，通过 `extends: {extends}` 继承模板。
   `blueprint.yaml` holds only our changes; it inherits the template through `extends: {extends}`.
-- 模板升级后，我们没有改动的部分自动更新。/ When the template improves, everything we did not change follows it.
+- 模板升级后，我们没有改动的部分自动更新。
+  When the template improves, everything we did not change follows it.
 - 合并规则 / merge rules: docs/forks.md
 
 ```sh
 formflow check .          # 检查合并后的蓝图 / check the merged blueprint
 formflow diff .           # 列出我们的改动 / list what we changed
-formflow test .           # 运行测试（模板的 + tests/*.yaml）/ run the tests (the template's and tests/*.yaml)
+formflow test .           # 运行测试 / run the tests (the template's and tests/*.yaml)
 formflow serve . --demo   # 试用 / try it
 ```
 
@@ -323,7 +333,9 @@ def _short(value: Any) -> str:
             parts.append(_short(label) if isinstance(label, Mapping) else label)
         return ", ".join(parts) or "{…}"
     if isinstance(value, list):
-        return "[" + ", ".join(_short(v) for v in value[:6]) + (", …" if len(value) > 6 else "") + "]"
+        return (
+            "[" + ", ".join(_short(v) for v in value[:6]) + (", …" if len(value) > 6 else "") + "]"
+        )
     return "~" if value is None else str(value)
 
 
@@ -338,7 +350,9 @@ def render_tree(changes: list[Change], lang: str) -> list[str]:
         while common < min(len(shown), len(parents)) and shown[common] == parents[common]:
             common += 1
         for depth in range(common, len(parents)):
-            lines.append("  " * depth + _name(parents[depth], parents[depth - 1] if depth else None, lang))
+            lines.append(
+                "  " * depth + _name(parents[depth], parents[depth - 1] if depth else None, lang)
+            )
         shown = parents
         indent = "  " * len(parents)
         what = _name(leaf, parents[-1] if parents else None, lang)

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the inline blueprints and cases are YAML, kept one record a line)
 """The blueprint test runner (``formflow test``) on small inline blueprints.
 
 Every case runs for real: a throwaway SQLite file, or a throwaway schema on the
@@ -397,8 +398,8 @@ def test_comparison_follows_the_field_kind() -> None:
     from decimal import Decimal
     from zoneinfo import ZoneInfo
 
-    from engine.model import Field
     from engine.i18n import Text
+    from engine.model import Field
 
     tz = ZoneInfo("Asia/Shanghai")
     money = Field("m", "money", Text.of("m"))

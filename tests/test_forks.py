@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def _uncomment_examples(path: Path) -> None:
     lines = path.read_text(encoding="utf-8").split("\n")
     start = next(i for i, line in enumerate(lines) if "Examples of common" in line)
-    body = [line[2:] if line.startswith("# ") else "" if line == "#" else line for line in lines[start + 1 :]]
+    body = [
+        line[2:] if line.startswith("# ") else "" if line == "#" else line
+        for line in lines[start + 1 :]
+    ]
     path.write_text("\n".join([*lines[: start + 1], *body]), encoding="utf-8")
 
 

@@ -46,7 +46,11 @@ def new_command(folder: Path, base: str, lang: str | None) -> None:
         files = new_fork(folder, base)
         report = diagnose(folder)
         if not report.ok:
-            fail(Text(zh="新模板未通过检查", en="the new template does not pass the check"), chosen, 1)
+            fail(
+                Text(zh="新模板未通过检查", en="the new template does not pass the check"),
+                chosen,
+                1,
+            )
         for file in files:
             click.echo(Text(zh=f"已创建 {file}", en=f"created {file}").get(chosen))
         click.echo(
@@ -78,7 +82,9 @@ def diff_command(folder: Path, as_json: bool, lang: str | None) -> None:
             sys.exit(0)
         for line in render_tree(changes, chosen):
             click.echo(line)
-        counts = {k: sum(1 for c in changes if c.kind == k) for k in ("added", "removed", "changed")}
+        counts = {
+            k: sum(1 for c in changes if c.kind == k) for k in ("added", "removed", "changed")
+        }
         click.echo(
             Text(
                 zh=f"新增 {counts['added']}，删除 {counts['removed']}，修改 {counts['changed']}",
@@ -88,8 +94,10 @@ def diff_command(folder: Path, as_json: bool, lang: str | None) -> None:
         )
     except BlueprintError as exc:
         for problem in exc.problems:
-            click.echo(f"{os.path.relpath(problem.location.file) if problem.location.file else ''}:"
-                       f"{problem.location.line}:{problem.location.column}: {problem.message.get(chosen)}")
+            click.echo(
+                f"{os.path.relpath(problem.location.file) if problem.location.file else ''}:"
+                f"{problem.location.line}:{problem.location.column}: {problem.message.get(chosen)}"
+            )
         sys.exit(1)
     except FormflowError as exc:
         fail(exc.text, chosen, 1)
