@@ -132,6 +132,7 @@ def check_command(path: Path, lang: str | None) -> None:
 def _register_commands() -> None:
     """Commands that live in modules of their own (``engine/commands/``)."""
     from engine.commands.export import export_command
+    from engine.commands.forks import diff_command, new_command
     from engine.commands.imports import import_command
     from engine.commands.migrate import migrate_command
     from engine.commands.serve import serve_command
@@ -147,6 +148,8 @@ def _register_commands() -> None:
     main.add_command(worker_command)
     main.add_command(export_command)
     main.add_command(test_command)
+    main.add_command(new_command)
+    main.add_command(diff_command)
 
 
 _register_commands()

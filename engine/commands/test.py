@@ -17,9 +17,8 @@ import click
 from engine.commands.output import fail, internal_error
 from engine.errors import FormflowError
 from engine.i18n import LANGUAGES, Text
-from engine.testing.report import problem_line
 from engine.testing import collect, run_suite
-from engine.testing.report import as_json, case_line, details, summary
+from engine.testing.report import as_json, case_line, details, problem_line, summary
 from engine.testing.runner import Outcome, selected
 
 __all__ = ["test_command"]
@@ -27,10 +26,20 @@ __all__ = ["test_command"]
 
 @click.command("test")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--db", "db_url", default=None, help="A PostgreSQL URL: each case gets a throwaway schema there (default: temporary SQLite files).")
-@click.option("-k", "keyword", default=None, help="Run only the cases whose name contains this text.")
+@click.option(
+    "--db",
+    "db_url",
+    default=None,
+    help="A PostgreSQL URL: each case gets a throwaway schema there "
+    "(default: temporary SQLite files).",
+)
+@click.option(
+    "-k", "keyword", default=None, help="Run only the cases whose name contains this text."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Also list what each case checked.")
-@click.option("--json", "as_json_output", is_flag=True, help="Print the results as JSON (for tools).")
+@click.option(
+    "--json", "as_json_output", is_flag=True, help="Print the results as JSON (for tools)."
+)
 @click.option(
     "--lang",
     type=click.Choice(LANGUAGES),
@@ -55,7 +64,14 @@ def test_command(
             for problem in sorted(suite.problems, key=lambda p: p.location):
                 click.echo(problem_line(problem, chosen))
             count = sum(1 for p in suite.problems if p.severity == "error")
-            fail(Text(zh=f"蓝图有 {count} 个问题，未运行测试", en=f"{count} problem(s) in the blueprint; no tests ran"), chosen, 1)
+            fail(
+                Text(
+                    zh=f"蓝图有 {count} 个问题，未运行测试",
+                    en=f"{count} problem(s) in the blueprint; no tests ran",
+                ),
+                chosen,
+                1,
+            )
         if not selected(suite, keyword) and not as_json_output:
             message = (
                 Text(zh=f"没有名称包含 '{keyword}' 的用例", en=f"no case name contains '{keyword}'")

@@ -80,9 +80,7 @@ class Suite:
 
     @property
     def ok(self) -> bool:
-        return self.blueprint is not None and not any(
-            p.severity == "error" for p in self.problems
-        )
+        return self.blueprint is not None and not any(p.severity == "error" for p in self.problems)
 
 
 def collect(path: str | os.PathLike[str]) -> Suite:
@@ -239,7 +237,11 @@ class _Checker:
                 continue
             rows = records if isinstance(records, list) else [records]
             for i, values in enumerate(rows):
-                where = ("given", entity_name, i) if isinstance(records, list) else ("given", entity_name)
+                where = (
+                    ("given", entity_name, i)
+                    if isinstance(records, list)
+                    else ("given", entity_name)
+                )
                 self.fields(entity, values, RECORD_KEYS, *where)
         subject = self.writes()
         self.flow(subject)
@@ -257,7 +259,10 @@ class _Checker:
                     f"一个用例只做一次写入：{' 和 '.join(written)} 不能同时出现",
                     f"a case makes one write: {' and '.join(written)} cannot both be used",
                 ),
-                T("把其他数据写在 given 中，或拆成几个用例", "put other data under given, or split the case"),
+                T(
+                    "把其他数据写在 given 中，或拆成几个用例",
+                    "put other data under given, or split the case",
+                ),
             )
         subject: Entity | None = None
         created = self.one_entity("create")
@@ -337,7 +342,7 @@ class _Checker:
                 did_you_mean(str(name), self.bp.flows),
             )
             return
-        flow = self.bp.flows[name]
+        flow = self.bp.flows[str(name)]
         if subject is None:
             given = spec.get("given") or {}
             if flow.entity not in given:
@@ -366,7 +371,10 @@ class _Checker:
                 if key not in FLOW_KEYS:
                     self.add(
                         self.case.key_at("expect_flow", key),
-                        T(f"expect_flow 中有未知的键 '{key}'", f"unknown key '{key}' in expect_flow"),
+                        T(
+                            f"expect_flow 中有未知的键 '{key}'",
+                            f"unknown key '{key}' in expect_flow",
+                        ),
                         did_you_mean(str(key), FLOW_KEYS),
                     )
             steps = set(flow.steps)
@@ -383,7 +391,10 @@ class _Checker:
                     if item not in steps:
                         self.add(
                             self.case.at("expect_flow", key, i),
-                            T(f"流程 {name} 没有步骤 '{item}'", f"flow {name} has no step '{item}'"),
+                            T(
+                                f"流程 {name} 没有步骤 '{item}'",
+                                f"flow {name} has no step '{item}'",
+                            ),
                             did_you_mean(str(item), steps),
                         )
 
@@ -404,7 +415,10 @@ class _Checker:
                 self.add(
                     self.case.key_at("expect"),
                     T("删除后没有记录可检查", "after a delete there is no record to check"),
-                    T("用 expect_error 检查删除被拒绝", "use expect_error to check a refused delete"),
+                    T(
+                        "用 expect_error 检查删除被拒绝",
+                        "use expect_error to check a refused delete",
+                    ),
                 )
             else:
                 self.fields(target, expect, SYSTEM_EXPECT, "expect")
@@ -478,13 +492,18 @@ class _Checker:
                 did_you_mean(str(name), self.bp.kpis),
             )
             return
-        kpi = self.bp.kpis[name]
+        kpi = self.bp.kpis[str(name)]
         by = item.get("by") or []
         for i, dim in enumerate([by] if isinstance(by, str) else by):
             if dim not in kpi.by:
                 self.add(
-                    self.case.at(*path, "by", i) if not isinstance(by, str) else self.case.at(*path, "by"),
-                    T(f"指标 {name} 不能按 '{dim}' 分组", f"KPI {name} cannot be grouped by '{dim}'"),
+                    self.case.at(*path, "by", i)
+                    if not isinstance(by, str)
+                    else self.case.at(*path, "by"),
+                    T(
+                        f"指标 {name} 不能按 '{dim}' 分组",
+                        f"KPI {name} cannot be grouped by '{dim}'",
+                    ),
                     did_you_mean(str(dim), kpi.by),
                 )
 

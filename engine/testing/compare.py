@@ -53,8 +53,7 @@ def _iso(value: Any, tz: tzinfo, *, seconds: bool) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(tz)
-        text = value.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
-        return text
+        return str(value.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"))
     if isinstance(value, date):
         return value.isoformat()
     return str(value).replace("T", " ")
@@ -115,12 +114,16 @@ def _same_rows(f: Field, expected: Any, actual: Any, tz: tzinfo) -> bool:
 def plain(value: Any, tz: tzinfo) -> Any:
     """A stored value as a case would write it (for diffs and ``--json``)."""
     if isinstance(value, Decimal):
-        text = format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+        text = (
+            format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+        )
         return text.rstrip("0").rstrip(".") if "." in text else text
     if isinstance(value, datetime | date):
         return _iso(value, tz, seconds=False)
     if isinstance(value, list):
         return [plain(v, tz) for v in value]
     if isinstance(value, Mapping):
-        return {k: plain(v, tz) for k, v in value.items() if k not in ("id", "parent_id", "position")}
+        return {
+            k: plain(v, tz) for k, v in value.items() if k not in ("id", "parent_id", "position")
+        }
     return value

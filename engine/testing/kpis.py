@@ -46,8 +46,8 @@ def same_number(expected: Any, actual: Any) -> bool:
         got = Decimal(str(actual))
     except (InvalidOperation, ValueError):
         return False
-    places = -want.as_tuple().exponent if isinstance(want.as_tuple().exponent, int) else 0
-    places = max(int(places), 0)
+    exponent = want.as_tuple().exponent
+    places = max(-exponent, 0) if isinstance(exponent, int) else 0
     return got.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP) == want
 
 
@@ -107,7 +107,10 @@ def _check_one(run: _CaseRun, item: Mapping[str, Any], path: tuple[Any, ...]) ->
     except FormflowError as exc:
         raise run.error(
             run.case.at(*path),
-            T(f"无法计算指标 {name}：{exc.text.get('zh')}", f"cannot evaluate KPI {name}: {exc.text.get('en')}"),
+            T(
+                f"无法计算指标 {name}：{exc.text.get('zh')}",
+                f"cannot evaluate KPI {name}: {exc.text.get('en')}",
+            ),
         ) from None
     label = f"kpi {name}"
     if "total" in item:
@@ -115,7 +118,11 @@ def _check_one(run: _CaseRun, item: Mapping[str, Any], path: tuple[Any, ...]) ->
         wanted = want if isinstance(want, Mapping) else {"value": want}
         for key, value in wanted.items():
             got = getattr(result.total, str(key), None)
-            where = run.case.at(*path, "total", key) if isinstance(want, Mapping) else run.case.at(*path, "total")
+            where = (
+                run.case.at(*path, "total", key)
+                if isinstance(want, Mapping)
+                else run.case.at(*path, "total")
+            )
             if same_number(value, got):
                 run.checked.append(f"{label} total {key}")
             else:

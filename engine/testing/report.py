@@ -14,6 +14,7 @@ summary::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter
@@ -34,10 +35,8 @@ def shown_location(location: Location, *, column: bool = True) -> str:
     """``file:line[:col]`` with the file relative to the current directory."""
     file = location.file
     if os.path.isabs(file):
-        try:
+        with contextlib.suppress(ValueError):  # another drive (Windows)
             file = os.path.relpath(file)
-        except ValueError:  # another drive (Windows)
-            pass
     if not column:
         return f"{file}:{location.line}" if location.line else file
     return str(Location(file, location.line, location.column))
@@ -62,7 +61,10 @@ def mismatch_line(m: Mismatch, lang: str) -> str:
     expected, got = ("期望", "实际") if lang == "zh" else ("expected", "got")
     sep = "，" if lang == "zh" else ", "
     colon = "：" if lang == "zh" else ": "
-    text = f"{shown_location(m.location)}: {m.what}{colon}{expected} {_value(m.expected)}{sep}{got} {_value(m.actual)}"
+    text = (
+        f"{shown_location(m.location)}: {m.what}{colon}"
+        f"{expected} {_value(m.expected)}{sep}{got} {_value(m.actual)}"
+    )
     if m.note and lang == "zh":
         text += f"（{m.note}）"
     return text

@@ -166,7 +166,9 @@ class _CaseRun:
     def error(self, where: Location, message: Text, hint: Text | None = None) -> CaseError:
         return CaseError(Problem(where, message, hint or Text()))
 
-    def mismatch(self, what: str, expected: Any, actual: Any, where: Location, note: str = "") -> None:
+    def mismatch(
+        self, what: str, expected: Any, actual: Any, where: Location, note: str = ""
+    ) -> None:
         self.mismatches.append(Mismatch(what, expected, actual, where, note))
 
     # -- 1. users ---------------------------------------------------------------------------
@@ -213,9 +215,9 @@ class _CaseRun:
         out = []
         for key, value in values.items():
             f = entity.fields.get(key)
-            if (key == "owner" or (f is not None and f.kind == "user")) and isinstance(value, str):
-                if not value.startswith("="):
-                    out.append(value)
+            is_user = key == "owner" or (f is not None and f.kind == "user")
+            if is_user and isinstance(value, str) and not value.startswith("="):
+                out.append(value)
         return out
 
     def make_users(self) -> None:
@@ -240,8 +242,10 @@ class _CaseRun:
             if name in chain:
                 raise self.error(
                     self.case.key_at("users", name),
-                    T(f"上级关系形成循环：{' → '.join((*chain, name))}",
-                      f"the managers form a cycle: {' → '.join((*chain, name))}"),
+                    T(
+                        f"上级关系形成循环：{' → '.join((*chain, name))}",
+                        f"the managers form a cycle: {' → '.join((*chain, name))}",
+                    ),
                 )
             manager = declared.get(name, {}).get("manager")
             if manager:
@@ -258,8 +262,10 @@ class _CaseRun:
                 where = self.case.key_at("users", name) if name in declared else self.case.location
                 raise self.error(
                     where,
-                    T(f"不能创建用户 {name}：{exc.text.get('zh')}",
-                      f"cannot create the user {name}: {exc.text.get('en')}"),
+                    T(
+                        f"不能创建用户 {name}：{exc.text.get('zh')}",
+                        f"cannot create the user {name}: {exc.text.get('en')}",
+                    ),
                 ) from None
             created.add(name)
             self.users[name] = user.actor
@@ -289,10 +295,15 @@ class _CaseRun:
         known += [t for (e, t) in self.titles if e == target]
         raise self.error(
             where,
-            T(f"找不到标题或 id 为 '{key}' 的 {target} 记录",
-              f"no {target} record has the title or id '{key}'"),
-            did_you_mean(key, known, T(f"先在 given 中给出这条 {target}",
-                                       f"give that {target} under given first")),
+            T(
+                f"找不到标题或 id 为 '{key}' 的 {target} 记录",
+                f"no {target} record has the title or id '{key}'",
+            ),
+            did_you_mean(
+                key,
+                known,
+                T(f"先在 given 中给出这条 {target}", f"give that {target} under given first"),
+            ),
         )
 
     def values(self, entity: Entity, data: Mapping[str, Any], *path: Any) -> dict[str, Any]:
@@ -308,13 +319,20 @@ class _CaseRun:
     def value(self, f: Field | None, value: Any, path: tuple[Any, ...]) -> Any:
         if f is None or value is None:
             return value
-        if f.kind == "ref" and f.to and isinstance(value, str | int) and not isinstance(value, bool):
+        if (
+            f.kind == "ref"
+            and f.to
+            and isinstance(value, str | int)
+            and not isinstance(value, bool)
+        ):
             return self.resolve_ref(f.to, value, self.case.at(*path))
         if f.is_table and isinstance(value, list):
             rows = []
             for i, row in enumerate(value):
                 if isinstance(row, Mapping):
-                    rows.append({k: self.value(f.fields.get(k), v, (*path, i, k)) for k, v in row.items()})
+                    rows.append(
+                        {k: self.value(f.fields.get(k), v, (*path, i, k)) for k, v in row.items()}
+                    )
                 else:
                     rows.append(row)
             return rows
@@ -348,9 +366,14 @@ class _CaseRun:
                     )
                     raise self.error(
                         self.case.at(*path),
-                        T(f"预置的 {entity_name} 记录被拒绝：{details_zh}",
-                          f"the given {entity_name} record was refused: {details}"),
-                        T("预置数据也必须符合蓝图的规则", "given data must follow the blueprint's rules too"),
+                        T(
+                            f"预置的 {entity_name} 记录被拒绝：{details_zh}",
+                            f"the given {entity_name} record was refused: {details}",
+                        ),
+                        T(
+                            "预置数据也必须符合蓝图的规则",
+                            "given data must follow the blueprint's rules too",
+                        ),
                     ) from None
                 self.remember(entity, record, data.get("id"))
                 self.given_ids.setdefault(entity_name, []).append(record.id)
@@ -401,7 +424,9 @@ class _CaseRun:
                 entity = self.bp.entities[name]
                 record_id = self.find(entity, body, "delete", name)
                 current = records.get(name, record_id, actor=SYSTEM)
-                records.delete(name, record_id, version=current.version, actor=self.actor, via="form")
+                records.delete(
+                    name, record_id, version=current.version, actor=self.actor, via="form"
+                )
         except FormflowError as exc:
             action = next(k for k in ("create", "update", "delete") if spec.get(k) is not None)
             raise _Refused(action, _errors_of(exc)) from None
@@ -428,14 +453,19 @@ class _CaseRun:
             if not ids:
                 raise self.error(
                     self.case.at("submit"),
-                    T(f"没有可提交的 {fl.entity} 记录", f"there is no {fl.entity} record to submit"),
+                    T(
+                        f"没有可提交的 {fl.entity} 记录",
+                        f"there is no {fl.entity} record to submit",
+                    ),
                 )
             self.subject = (fl.entity, ids[-1])
         entity, record_id = self.subject
         submitter = self.actor_of(str(options["as"])) if options.get("as") else self.actor
         flows = self.rt.flows
         try:
-            flows.submit(entity, record_id, actor=submitter, flow=fl.name, comment=options.get("comment"))
+            flows.submit(
+                entity, record_id, actor=submitter, flow=fl.name, comment=options.get("comment")
+            )
         except FormflowError as exc:
             raise _Refused("submit", _errors_of(exc)) from None
         steps = [("approve", d) for d in self.decisions("approve")]
@@ -447,7 +477,11 @@ class _CaseRun:
             mine = [t for t in state.open_tasks if t.approver == name]
             if not mine:
                 asked = sorted({t.approver or "" for t in state.open_tasks})
-                where = self.case.at(kind, i) if isinstance(self.spec.get(kind), list) else self.case.at(kind)
+                where = (
+                    self.case.at(kind, i)
+                    if isinstance(self.spec.get(kind), list)
+                    else self.case.at(kind)
+                )
                 self.mismatch(
                     f"{kind} {name}",
                     f"{name} has an open task",
@@ -467,7 +501,10 @@ class _CaseRun:
                     flows.reject(mine[0].id, actor=actor, comment=comment)
                 else:
                     flows.return_to(
-                        mine[0].id, str(decision.get("to") or "submitter"), actor=actor, comment=comment
+                        mine[0].id,
+                        str(decision.get("to") or "submitter"),
+                        actor=actor,
+                        comment=comment,
                     )
             except FormflowError as exc:
                 raise _Refused(kind, _errors_of(exc)) from None
@@ -485,7 +522,9 @@ class _CaseRun:
                             f"{refusal.action} {name}",
                             "accepted",
                             message.get("en"),
-                            self.case.key_at(refusal.action) if refusal.action in spec else self.case.location,
+                            self.case.key_at(refusal.action)
+                            if refusal.action in spec
+                            else self.case.location,
                             message.get("zh"),
                         )
             return
@@ -493,27 +532,37 @@ class _CaseRun:
         if refusal is None:
             self.mismatch("expect_error", "refused", "accepted (nothing was refused)", where)
             return
-        items = [expected] if isinstance(expected, Mapping) else (
-            [] if expected is True else list(expected)
+        items = (
+            [expected]
+            if isinstance(expected, Mapping)
+            else ([] if expected is True else list(expected))
         )
-        got = {name: [m.get("zh") + " / " + m.get("en") for m in ms] for name, ms in refusal.errors.items()}
+        got = {
+            name: [m.get("zh") + " / " + m.get("en") for m in ms]
+            for name, ms in refusal.errors.items()
+        }
         for i, item in enumerate(items):
             here = self.case.at("expect_error", i) if isinstance(expected, list) else where
-            name = item.get("field")
+            field_name = item.get("field")
             contains = item.get("message_contains")
-            pool = got.get(str(name), []) if name is not None else [m for ms in got.values() for m in ms]
+            pool = (
+                got.get(str(field_name), [])
+                if field_name is not None
+                else [m for ms in got.values() for m in ms]
+            )
             shown = "; ".join(f"{k}: {' | '.join(v)}" for k, v in got.items())
-            if name is not None and not pool:
-                self.mismatch(f"expect_error {name}", f"an error on {name}", shown, here)
+            if field_name is not None and not pool:
+                wanted = f"an error on {field_name}"
+                self.mismatch(f"expect_error {field_name}", wanted, shown, here)
             elif contains is not None and not any(str(contains).lower() in m.lower() for m in pool):
                 self.mismatch(
-                    f"expect_error {name or ''}".strip(),
+                    f"expect_error {field_name or ''}".strip(),
                     f"a message containing '{contains}'",
                     shown,
                     here,
                 )
             else:
-                self.checked.append(f"expect_error {name or contains}")
+                self.checked.append(f"expect_error {field_name or contains}")
 
     def expect(self) -> None:
         expected = self.spec.get("expect")
@@ -594,8 +643,14 @@ class _CaseRun:
             if moment is None:
                 raise self.error(
                     self.case.at("now"),
-                    T(f"无法识别的时间 '{self.spec['now']}'", f"cannot read the time '{self.spec['now']}'"),
-                    T('写成 "2024-06-30" 或 "2024-06-30 09:30"', 'write "2024-06-30" or "2024-06-30 09:30"'),
+                    T(
+                        f"无法识别的时间 '{self.spec['now']}'",
+                        f"cannot read the time '{self.spec['now']}'",
+                    ),
+                    T(
+                        '写成 "2024-06-30" 或 "2024-06-30 09:30"',
+                        'write "2024-06-30" or "2024-06-30 09:30"',
+                    ),
                 )
             self.clock.at = moment
         self.make_users()
@@ -631,7 +686,11 @@ def run_case(
     except CaseError as exc:
         return Outcome(case, "error", problems=[exc.problem], seconds=time.perf_counter() - started)
     except FormflowError as exc:
-        problem = Problem(case.location, exc.text, T("这是蓝图或引擎的问题", "a problem of the blueprint or the engine"))
+        problem = Problem(
+            case.location,
+            exc.text,
+            T("这是蓝图或引擎的问题", "a problem of the blueprint or the engine"),
+        )
         return Outcome(case, "error", problems=[problem], seconds=time.perf_counter() - started)
     status = "failed" if run.mismatches else "passed"
     return Outcome(
@@ -643,7 +702,9 @@ def run_case(
     )
 
 
-def _runtime(blueprint: Blueprint, engine: Engine, schema: Schema, clock: Callable[[], datetime]) -> Runtime:
+def _runtime(
+    blueprint: Blueprint, engine: Engine, schema: Schema, clock: Callable[[], datetime]
+) -> Runtime:
     settings = Settings.from_config({}, environ={})
     return build_runtime(blueprint, engine, schema=schema, settings=settings, clock=clock)
 
