@@ -98,6 +98,8 @@ SYSTEM_TYPES: dict[str, Type] = {
 SYSTEM_USER_FIELDS: frozenset[str] = frozenset({"owner", "created_by", "updated_by"})
 TIME_BUCKETS: frozenset[str] = frozenset({"day", "week", "month", "quarter", "year"})
 KPI_DIMENSIONS: frozenset[str] = TIME_BUCKETS | {"team"}
+#: Field kinds a KPI cannot group by (their values are lists, rows or files).
+UNGROUPABLE_KINDS: frozenset[str] = frozenset({"multi_choice", "table", "file"})
 NOTIFY_SPECIAL: frozenset[str] = frozenset({"submitter", "approvers"})
 
 Check = Callable[["Context"], Iterable[Problem]]
@@ -807,6 +809,17 @@ def kpis(ctx: Context) -> Iterator[Problem]:
                     dim,
                     [*entity.fields, *sorted(KPI_DIMENSIONS)],
                     T(f"指标 '{name}' ", f"KPI '{name}'"),
+                )
+            elif dim in entity.fields and entity.fields[dim].kind in UNGROUPABLE_KINDS:
+                yield _problem(
+                    ctx.at((*path, "by", index), kpi.location),
+                    f"不能按 '{dim}' 分组：{entity.fields[dim].kind} 字段的值是列表或文件",
+                    f"cannot group by '{dim}': a {entity.fields[dim].kind} field holds a "
+                    "list or a file",
+                    T(
+                        "按选项、人员、引用、布尔、文本或日期字段分组",
+                        "group by a choice, user, ref, boolean, text or date field",
+                    ),
                 )
             elif dim in TIME_BUCKETS and kpi.date is None:
                 yield _problem(

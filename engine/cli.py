@@ -134,6 +134,7 @@ def _register_commands() -> None:
     from engine.commands.export import export_command
     from engine.commands.forks import diff_command, new_command
     from engine.commands.imports import import_command
+    from engine.commands.kpi import kpi_command
     from engine.commands.migrate import migrate_command
     from engine.commands.serve import serve_command
     from engine.commands.test import test_command
@@ -147,6 +148,7 @@ def _register_commands() -> None:
     main.add_command(token_group)
     main.add_command(worker_command)
     main.add_command(export_command)
+    main.add_command(kpi_command)
     main.add_command(test_command)
     main.add_command(new_command)
     main.add_command(diff_command)

@@ -89,16 +89,8 @@ def _choice_field(entities: Mapping[str, Any]) -> tuple[str, str, list[Any]] | N
     return found[0] if found else None
 
 
-def _option_line(opt: Any) -> str:
-    if not isinstance(opt, Mapping):
-        return f"#           - {opt}"
-    label = opt.get("label")
-    if isinstance(label, Mapping):
-        shown = "{" + ", ".join(f"{k}: {v}" for k, v in label.items()) + "}"
-    else:
-        shown = str(label)
-    color = f", color: {opt['color']!r}" if opt.get("color") else ""
-    return f"#           - {{value: {opt.get('value')}, label: {shown}{color}}}"
+def _option_value_of(opt: Any) -> str:
+    return str(opt.get("value")) if isinstance(opt, Mapping) else str(opt)
 
 
 def _examples(data: Mapping[str, Any]) -> list[str]:
@@ -127,15 +119,19 @@ def _examples(data: Mapping[str, Any]) -> list[str]:
             ]
     if choice is not None:
         ename, fname, options = choice
+        first = _option_value_of(options[0]) if options else "lead"
+        last = _option_value_of(options[-1]) if options else "lost"
         if ename != entity:
             lines += [f"#   {ename}:", "#     fields:"]
         lines += [
             f"#       {fname}:",
-            "#         # 增加一个选项：列表整体替换，写出完整的列表 /",
-            "#         # add an option: a list replaces the base's list, so write it whole",
+            "#         # 映射写法按选项值合并：新选项排在最后，~ 删除；要调整顺序请写出完整列表 /",
+            "#         # the map form merges by option value: new options come last, ~ removes;",
+            "#         # to change the order write the whole list instead",
             "#         options:",
-            *(_option_line(opt) for opt in options),
-            "#           - {value: new_option, label: {zh: 新选项, en: New option}}",
+            "#           new_option: {zh: 新选项, en: New option}   # 新增 / add",
+            f"#           {first}: {{zh: 新的标签, en: New label}}     # 改标签 / relabel",
+            f"#           {last}: ~                                 # 删除 / remove",
         ]
     flows = data.get("flows") or {}
     for fname, fl in flows.items():

@@ -159,6 +159,10 @@ def test_passing_cases_cover_values_errors_clock_and_autonumbers(
           given: {customer: [{name: ACME}], deal: [{name: D0, customer: ACME, amount: 10}]}
           delete: {customer: ACME}
           expect_error: {message_contains: referenced}
+        - name: every case starts empty
+          role: rep
+          create: {customer: {name: ACME}}
+          expect: {id: 1, version: 1}
         """,
     )
     outcomes = run(folder, db)
@@ -167,6 +171,7 @@ def test_passing_cases_cover_values_errors_clock_and_autonumbers(
         "required_if": "passed",
         "rule and unique together": "passed",
         "delete refused while referenced": "passed",
+        "every case starts empty": "passed",
     }, [(o.mismatches, o.problems) for o in outcomes]
 
 

@@ -51,7 +51,10 @@ def test_new_fork_checks_and_its_examples_apply(tmp_path: Path) -> None:
     assert "wechat" in merged.entities["customer"].fields
     assert merged.entities["customer"].fields["name"].label.en == "Company name"
     assert merged.entities["customer"].fields["name"].unique  # the rest of the field stays
-    assert merged.entities["opportunity"].fields["stage"].option("new_option") is not None
+    stage = merged.entities["opportunity"].fields["stage"]
+    assert stage.option("new_option") is not None and stage.option("lost") is None
+    assert stage.option("lead").label.en == "New label"
+    assert stage.option("lead").color == "gray"  # the rest of the option stays
     assert "finance_review" not in merged.flows["contract_approval"].steps
 
     changes = {(c.path, c.kind) for c in diff(fork)}
@@ -62,7 +65,8 @@ def test_new_fork_checks_and_its_examples_apply(tmp_path: Path) -> None:
         "added",
     ) in changes
     assert (("flows", "contract_approval", "steps", "finance_review"), "removed") in changes
-    assert not [c for c in changes if c[0][-1] == "color"]  # options are copied whole
+    assert (("entities", "opportunity", "fields", "stage", "options", "lost"), "removed") in changes
+    assert not [c for c in changes if c[0][-1] == "color"]
 
     tree = runner.invoke(main, ["diff", str(fork), "--lang", "en"])
     assert tree.exit_code == 0, tree.output
@@ -76,12 +80,16 @@ def test_new_fork_checks_and_its_examples_apply(tmp_path: Path) -> None:
     # An upstream improvement to a key the fork does not touch reaches the fork.
     base = upstream / "blueprint.yaml"
     base.write_text(
-        base.read_text(encoding="utf-8").replace(
-            "label: {zh: 员工人数, en: Employees}", "label: {zh: 员工总数, en: Headcount}"
+        base.read_text(encoding="utf-8")
+        .replace("label: {zh: 员工人数, en: Employees}", "label: {zh: 员工总数, en: Headcount}")
+        .replace(
+            "label: {zh: 需求分析, en: Needs analysis}", "label: {zh: 需求调研, en: Discovery}"
         ),
         encoding="utf-8",
     )
-    assert load(fork).entities["customer"].fields["employees"].label.en == "Headcount"
+    again = load(fork)
+    assert again.entities["customer"].fields["employees"].label.en == "Headcount"
+    assert again.entities["opportunity"].fields["stage"].option("needs").label.en == "Discovery"
     assert not [c for c in diff(fork) if "employees" in c.path]
 
 
@@ -99,3 +107,23 @@ def test_new_refuses_a_used_folder_and_an_unknown_template(tmp_path: Path) -> No
 def test_diff_of_a_template_that_extends_nothing(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["diff", str(ROOT / "blueprints" / "crm"), "--lang", "en"])
     assert result.exit_code == 1 and "has no extends" in result.output
+
+
+def test_the_overlay_examples_of_docs_forks_md_load(tmp_path: Path) -> None:
+    import re
+
+    blocks = re.findall(
+        r"```yaml\n(.*?)```", (ROOT / "docs" / "forks.md").read_text(encoding="utf-8"), re.S
+    )
+    assert blocks
+    shutil.copytree(ROOT / "blueprints" / "crm", tmp_path / "crm")
+    for i, block in enumerate(blocks):
+        assert "extends: ../crm" in block
+        fork = tmp_path / f"fork{i}"
+        fork.mkdir()
+        (fork / "blueprint.yaml").write_text(block, encoding="utf-8")
+        merged = load(fork)
+        assert diff(fork), block
+    stage = merged.entities["opportunity"].fields["stage"]
+    assert [o.value for o in stage.options][-1] == "negotiation"
+    assert stage.option("service") is None

@@ -8,6 +8,7 @@ session's PostgreSQL database (a throwaway schema per case).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,16 +40,32 @@ def test_formflow_check_passes(template: Path) -> None:
     assert ": OK — " in result.output
 
 
+@pytest.fixture(scope="module")
+def databases() -> Iterator[dict[tuple[str, str], Databases]]:
+    """One Databases per template and kind: on PostgreSQL one schema for the module."""
+    made: dict[tuple[str, str], Databases] = {}
+    yield made
+    for dbs in made.values():
+        dbs.close()
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 @pytest.mark.parametrize(
     ("template", "case"), CASES, ids=[f"{name}::{case.name}" for name, case in CASES]
 )
 def test_blueprint_case(
-    template: str, case: Case, database: str, request: pytest.FixtureRequest
+    template: str,
+    case: Case,
+    database: str,
+    databases: dict[tuple[str, str], Databases],
+    request: pytest.FixtureRequest,
 ) -> None:
     suite = SUITES[template]
     assert suite.ok and suite.blueprint is not None
-    url = None if database == "sqlite" else request.getfixturevalue("pg_url")
-    databases = Databases(suite.blueprint, build_schema(suite.blueprint), url)
-    outcome = run_case(suite.blueprint, case, databases)
+    if (template, database) not in databases:
+        url = None if database == "sqlite" else request.getfixturevalue("pg_url")
+        databases[(template, database)] = Databases(
+            suite.blueprint, build_schema(suite.blueprint), url
+        )
+    outcome = run_case(suite.blueprint, case, databases[(template, database)])
     assert outcome.status in ("passed", "skipped"), "\n".join(details([outcome], "en"))

@@ -19,15 +19,17 @@ adds the viewer's scope, the filters and the period bounds as bound values.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.checks import TIME_BUCKETS
+from engine.checks import TIME_BUCKETS, UNGROUPABLE_KINDS
 from engine.errors import FormflowError
 from engine.expressions import Compiled, EvalContext, ir
 from engine.i18n import T
@@ -42,9 +44,11 @@ __all__ = [
     "KpiQuery",
     "additive",
     "bucket_expr",
+    "combine",
     "date_bounds",
     "dimension",
     "measure_columns",
+    "parts",
 ]
 
 SqlExpr = ColumnElement[Any]
@@ -92,8 +96,17 @@ def dimension(kpi: Kpi, et: EntityTable, name: str) -> Dimension:
     if name in ("owner", "team"):
         return Dimension(name, name)
     f = et.entity.fields.get(name)
-    if f is None or storage_kind(f) in UNGROUPABLE or name not in et.columns:
-        usable = [n for n, x in et.entity.fields.items() if n in et.columns]
+    if (
+        f is None
+        or storage_kind(f) in UNGROUPABLE
+        or f.kind in UNGROUPABLE_KINDS
+        or name not in et.columns
+    ):
+        usable = [
+            n
+            for n, x in et.entity.fields.items()
+            if n in et.columns and x.kind not in UNGROUPABLE_KINDS and storage_kind(x) != "json"
+        ]
         known = ", ".join([*sorted(TIME_BUCKETS), "owner", "team", *usable])
         raise KpiError(
             T(
@@ -144,6 +157,60 @@ def _additive(node: ir.Node) -> bool:
     if isinstance(node, ir.Unary) and node.op in ("-", "+"):
         return _additive(node.operand)
     return False
+
+
+def parts(compiled: Compiled) -> tuple[ir.Aggregate, ...] | None:
+    """The additive aggregates a ratio-like measure is arithmetic over, else None.
+
+    ``100 * COUNT(won) / COUNT(decided)`` has the parts COUNT(won), COUNT(decided):
+    selected beside the value, their sums over the groups give the total without
+    a second query (:func:`combine`). An additive measure needs no parts.
+    """
+    found: list[ir.Aggregate] = []
+
+    def walk(node: ir.Node) -> bool:
+        if isinstance(node, ir.Aggregate):
+            found.append(node)
+            return _additive(node)
+        if isinstance(node, ir.Binary) and node.op in ("+", "-", "*", "/"):
+            return walk(node.left) and walk(node.right)
+        if isinstance(node, ir.Unary) and node.op in ("-", "+"):
+            return walk(node.operand)
+        return isinstance(node, ir.Const) and isinstance(node.value, int | Decimal)
+
+    if additive(compiled) or not walk(compiled.node) or not found:
+        return None
+    return tuple(found)
+
+
+def combine(node: ir.Node, sums: Mapping[int, Decimal]) -> Decimal | None:
+    """The measure's value from its parts' totals (``sums`` by ``id(part)``); x/0 is blank."""
+    if isinstance(node, ir.Aggregate):
+        return sums[id(node)]
+    if isinstance(node, ir.Const):
+        return Decimal(node.value)
+    if isinstance(node, ir.Unary):
+        inner = combine(node.operand, sums)
+        return None if inner is None else (-inner if node.op == "-" else inner)
+    assert isinstance(node, ir.Binary)
+    left, right = combine(node.left, sums), combine(node.right, sums)
+    if left is None or right is None:
+        return None
+    if node.op == "+":
+        return left + right
+    if node.op == "-":
+        return left - right
+    if node.op == "*":
+        return left * right
+    return None if right == 0 else left / right
+
+
+def _part_formula(compiled: Compiled, node: ir.Node) -> Compiled:
+    """``compiled`` narrowed to one of its nodes, for the SQL translator."""
+    part = copy.copy(compiled)
+    part.node = node
+    part.type = node.type
+    return part
 
 
 # -- time buckets ----------------------------------------------------------------------
@@ -227,6 +294,7 @@ class KpiQuery:
     date_col: SqlExpr | None
     datetime_col: bool
     owner_col: SqlExpr | None  # the column ``owner``/``team`` dimensions and filters use
+    parts: tuple[SqlExpr, ...] = ()  # see :func:`parts`: selected beside the value
 
     @classmethod
     def build(
@@ -246,6 +314,10 @@ class KpiQuery:
         """``field_of`` maps a dimension to the column that holds it (targets' ``match``)."""
         columns = measure_columns(et)
         measure_sql = to_sql(measure, columns, ctx=ctx).label("value")
+        part_sql = tuple(
+            to_sql(_part_formula(measure, node), columns, ctx=ctx).label(f"a{index}")
+            for index, node in enumerate(parts(measure) or ())
+        )
         where_sql = to_sql(where, columns, ctx=ctx, condition=True) if where is not None else None
         date_col: SqlExpr | None = None
         datetime_col = False
@@ -281,6 +353,7 @@ class KpiQuery:
             date_col=date_col,
             datetime_col=datetime_col,
             owner_col=owner_col,
+            parts=part_sql,
         )
 
     def select(
@@ -306,7 +379,8 @@ class KpiQuery:
                     cols.append(self._team_expr(teams).label(f"k{index}"))
                 else:
                     cols.append(group)
-        stmt = sa.select(*cols, self.measure).select_from(self.et.table)
+        extra = self.parts if grouped and cols else ()
+        stmt = sa.select(*cols, self.measure, *extra).select_from(self.et.table)
         conditions: list[SqlExpr] = []
         if self.where is not None:
             conditions.append(self.where)

@@ -124,7 +124,10 @@ def drill_params(
     start, end = period.start, period.end  # [start, end)
     members: set[str] | None = set(owners) if owners is not None else None
     for dim, value in zip(dims, key, strict=True):
-        if dim.kind == "time":
+        if dim.kind == "time" and value is None:
+            if kpi.date is not None:
+                out[kpi.date + "__blank"] = "1"
+        elif dim.kind == "time":
             first, last = value, bucket_end(dim.name, value) + timedelta(days=1)
             start = first if start is None or first > start else start
             end = last if end is None or last < end else end

@@ -53,7 +53,9 @@ from engine.kpis.compile import (
     KpiError,
     KpiQuery,
     additive,
+    combine,
     dimension,
+    parts,
     uses_context,
 )
 from engine.kpis.drill import drill_params, where_params
@@ -407,11 +409,19 @@ class KpiService:
         if not by:
             value = conn.execute(query.select(grouped=False, **kw)).scalar()
             return _Raw(rows, _number(value))
+        width = len(query.dims)
+        leaves = parts(kpi.measure.compiled) if query.parts else None
+        sums = [Decimal(0)] * len(query.parts)
         for record in conn.execute(query.select(**kw)):
             key = tuple(_key(d, record[i]) for i, d in enumerate(query.dims))
-            rows[key] = _number(record[-1])
+            rows[key] = _number(record[width])
+            for index in range(len(sums)):
+                sums[index] += Decimal(record[width + 1 + index] or 0)
         if rows and additive(kpi.measure.compiled):
             total = _sum(rows.values())
+        elif rows and leaves is not None:
+            by_part = {id(node): sums[i] for i, node in enumerate(leaves)}
+            total = _number(combine(kpi.measure.compiled.node, by_part))
         else:
             total = _number(conn.execute(query.select(grouped=False, **kw)).scalar())
         return _Raw(rows, total)
@@ -484,7 +494,8 @@ class KpiService:
         if grouped:
             rows = {}
             for record in conn.execute(tquery.select(**kw)):
-                rows[tuple(_key(d, record[i]) for i, d in enumerate(tdims))] = _number(record[-1])
+                key = tuple(_key(d, record[i]) for i, d in enumerate(tdims))
+                rows[key] = _number(record[len(tdims)])
             if additive(target.measure.compiled):
                 total = _sum(rows.values())
             else:

@@ -10,7 +10,8 @@ automation conditions and values) is compiled once here, with
   computed value or a default, NUMBER for a KPI measure;
 * the right permissions: ``ISCHANGED``/``PRIORVALUE`` only in rules that run
   on update only and in automations ``on: update``; aggregates only in KPIs,
-  whose measures must also translate to SQL (:func:`sql_supported`).
+  whose measures and ``where`` filters must also translate to SQL
+  (:func:`sql_supported`).
 
 The compiled result is bound to the :class:`~engine.model.Formula`, so after
 loading ``formula.compiled`` is always there. An :class:`ExpressionError`'s
@@ -124,8 +125,8 @@ def _kpi_sites(ctx: Context) -> Iterator[_Site]:
         if entity is None:
             continue
         yield _Site(kpi.measure, ctx.scope(entity, aggregate=True), NUMBER, sql=True)
-        if kpi.where is not None:
-            yield _Site(kpi.where, ctx.scope(entity), BOOL)
+        if kpi.where is not None:  # the WHERE of the KPI's query: SQL too
+            yield _Site(kpi.where, ctx.scope(entity), BOOL, sql=True)
         target = kpi.target
         tentity = ctx.entity(target.entity) if target is not None else None
         if target is not None and tentity is not None and target.measure is not None:

@@ -727,11 +727,11 @@ def run_suite(
     """Run the suite's (selected) cases in order; ``on_outcome`` hears each as it ends."""
     if suite.blueprint is None:
         return []
-    databases = Databases(suite.blueprint, build_schema(suite.blueprint), db_url)
     outcomes = []
-    for case in selected(suite, keyword):
-        outcome = run_case(suite.blueprint, case, databases)
-        outcomes.append(outcome)
-        if on_outcome is not None:
-            on_outcome(outcome)
+    with Databases(suite.blueprint, build_schema(suite.blueprint), db_url) as databases:
+        for case in selected(suite, keyword):
+            outcome = run_case(suite.blueprint, case, databases)
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
     return outcomes
