@@ -10,6 +10,7 @@ of each role. (Their blueprint tests run in tests/test_templates.py.)
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,10 @@ from engine.demo import DEMO_PASSWORD, seed_demo
 from engine.demo_data import DEMO_FILE, demo_file
 from engine.loader import load
 from engine.model import Blueprint
+from engine.records import SYSTEM
 from engine.runtime import Runtime, build_runtime
 from engine.storage.database import create_engine
+from engine.storage.migrate import initialise
 from engine.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,3 +164,70 @@ def test_pages_render_for_a_demo_user_of_each_role(
                 continue
             page = client.get(f"/e/{entity}")
             assert page.status_code == 200, (role, entity, page.status_code)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_an_unanswered_incident_escalates_up_the_reporting_line(db_url: str) -> None:
+    """risk: no answer from the team manager in 2 hours asks the director; the CEO step
+    taken as acknowledged after 8 hours (the flow's timeouts, run by the job queue)."""
+    blueprint = load(path_of("risk"))
+    clock = Clock(datetime(2024, 6, 5, 1, 0, tzinfo=UTC))
+    engine = create_engine(db_url)
+    try:
+        rt = build_runtime(blueprint, engine, clock=clock)
+        initialise(engine, blueprint, rt.schema)
+        for name, roles, manager in [
+            ("admin", ["admin"], None),
+            ("zhou.min", ["sales_manager"], None),
+            ("wang.fang", ["sales_manager"], "zhou.min"),
+            ("li.lei", ["sales_rep"], "wang.fang"),
+        ]:
+            rt.users.add(name, roles=roles, manager=manager, password=DEMO_PASSWORD)
+        incident = rt.records.create(
+            "incident",
+            {
+                "title": "CRM 账号异常批量导出",
+                "severity": "critical",
+                "occurred_at": "2024-06-05 08:30",
+                "occurred_on": "2024-06-05",
+                "description": "离职员工账号在夜间导出了大量客户联系人",
+                "immediate_actions": "已冻结账号",
+                "owner": "li.lei",
+            },
+            via="system",
+        )
+        li = rt.users.get("li.lei").actor
+        rt.flows.submit("incident", incident.id, actor=li)
+        clock.now += timedelta(hours=2, minutes=1)
+        rt.jobs.run_due("test")
+        state = rt.flows.state("incident", incident.id, actor=SYSTEM)
+        assert state.current_step == "team_manager"
+        assert {(t.approver, t.origin) for t in state.open_tasks} == {
+            ("wang.fang", "resolved"),
+            ("zhou.min", "escalated"),
+        }
+        zhou = rt.users.get("zhou.min").actor
+        [escalated] = [t for t in state.open_tasks if t.approver == "zhou.min"]
+        rt.flows.approve(escalated.id, actor=zhou)
+        state = rt.flows.state("incident", incident.id, actor=SYSTEM)
+        assert state.current_step == "director"
+        assert [t.approver for t in state.open_tasks] == ["zhou.min"]
+        rt.flows.approve(state.open_tasks[0].id, actor=zhou)
+        state = rt.flows.state("incident", incident.id, actor=SYSTEM)
+        assert state.current_step == "executive"
+        clock.now += timedelta(hours=8, minutes=1)
+        rt.jobs.run_due("test")
+        state = rt.flows.state("incident", incident.id, actor=SYSTEM)
+        assert state.state == "approved"
+        assert rt.records.get("incident", incident.id).values["escalation"] == "acknowledged"
+    finally:
+        engine.dispose()
