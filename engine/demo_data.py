@@ -134,11 +134,21 @@ def relative_date(text: Any, today: date) -> tuple[date, time | None] | None:
 
 
 def demo_file(blueprint: Blueprint) -> Path | None:
-    """The ``demo.yaml`` beside the blueprint's main file, if there is one."""
-    if not blueprint.source_files:
-        return None
-    path = Path(blueprint.source_files[0]).parent / DEMO_FILE
-    return path if path.is_file() else None
+    """The ``demo.yaml`` of the blueprint's folder, if there is one.
+
+    A fork (``extends:``) may have its own; without one it gets the demo data of
+    the template it extends (the nearest one up the ``extends`` chain).
+    """
+    folders: list[Path] = []
+    for source in blueprint.source_files:  # bases first, the overlay last
+        folder = Path(source).parent
+        if folder not in folders:
+            folders.append(folder)
+    for folder in reversed(folders):
+        path = folder / DEMO_FILE
+        if path.is_file():
+            return path
+    return None
 
 
 def load_demo_file(path: Path) -> tuple[Any, Pos]:

@@ -337,3 +337,15 @@ def test_a_yaml_syntax_error(tmp_path: Path) -> None:
     )
     error, path = errors_of(tmp_path, demo)
     assert re.search(rf"{re.escape(path)}:\d+:\d+: ", error.render("en"))
+
+
+def test_a_fork_uses_its_own_demo_file_else_its_templates(tmp_path: Path) -> None:
+    base = template(tmp_path)
+    fork = tmp_path / "my_shop"
+    fork.mkdir()
+    (fork / "blueprint.yaml").write_text(
+        "formflow: 1\nid: my_shop\ntitle: 我的小店\nextends: ../shop\n", encoding="utf-8"
+    )
+    assert demo_file(load(fork)) == base / DEMO_FILE
+    (fork / DEMO_FILE).write_text("users: []\n", encoding="utf-8")
+    assert demo_file(load(fork)) == fork / DEMO_FILE
