@@ -2,7 +2,8 @@
 
 Cases come from the blueprint's ``tests:`` (its includes and the templates it
 extends too) and from every ``tests/*.yaml`` file of the template folder (each
-a list of cases). The files are appended to ``tests`` with their own
+a list of cases; a case named like one of ``tests:`` replaces it, so a fork
+can change or ``skip:`` a case it inherits). The files are appended to ``tests`` with their own
 positions and the whole document goes through the loader, so a case is
 schema-checked like the rest of the blueprint and every message points at
 ``file:line:col``.
@@ -118,6 +119,7 @@ def _with_case_files(doc: Doc, folder: Path, problems: list[Problem]) -> Doc:
     current = list(data.get("tests") or []) if isinstance(data.get("tests"), list) else []
     old = doc.pos.kids.get("tests") or Pos(doc.pos.value)
     pos = Pos(old.value, old.text, dict(old.kids), dict(old.keys))
+    inherited = len(current)
     added = False
     for file in files:
         shown = sources.display_path(file)
@@ -147,8 +149,19 @@ def _with_case_files(doc: Doc, folder: Path, problems: list[Problem]) -> Doc:
             )
             continue
         for index, case in enumerate(value):
-            pos.kids[len(current)] = file_pos.kids.get(index) or Pos(file_pos.value)
-            current.append(case)
+            kid = file_pos.kids.get(index) or Pos(file_pos.value)
+            name = case.get("name") if isinstance(case, dict) else None
+            same = [
+                i for i, c in enumerate(current) if isinstance(c, dict) and c.get("name") == name
+            ]
+            if name is not None and same and same[0] < inherited:
+                # A case named like one of the blueprint's (or the template's it
+                # extends) replaces it: a fork overrides or skips an upstream case.
+                current[same[0]] = case
+                pos.kids[same[0]] = kid
+            else:
+                pos.kids[len(current)] = kid
+                current.append(case)
             added = True
     if not added:
         return doc
