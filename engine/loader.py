@@ -86,6 +86,8 @@ def diagnose_document(doc: Doc) -> Report:
     try:
         blueprint = build(doc, validation.refused)
         problems += check(blueprint, doc, tolerant=bool(problems))
+        if not problems:
+            problems += _case_warnings(blueprint, doc)
     except Exception:
         # A document that failed the schema may break the builder or a check in
         # ways not worth guarding against: the schema problems already say why.
@@ -93,6 +95,17 @@ def diagnose_document(doc: Doc) -> Report:
             raise
         blueprint = None
     return Report(blueprint, tuple(_unique(problems)), locale)
+
+
+def _case_warnings(blueprint: Blueprint, doc: Doc) -> list[Problem]:
+    """Names in the blueprint's test cases that do not exist, as warnings.
+
+    ``formflow check`` shows them so a typo in a case is found before
+    ``formflow test`` (which reports that case as an error); the app still loads.
+    """
+    from engine.testing.cases import case_warnings
+
+    return case_warnings(blueprint, doc)
 
 
 def load(path: str | os.PathLike[str], *, lang: str | None = None) -> Blueprint:

@@ -426,3 +426,17 @@ def test_comparison_follows_the_field_kind() -> None:
     assert same(multi, ["b", "a"], ["a", "b"], tz)
     assert same(None, None, "", tz) and not same(None, "x", None, tz)
     assert same_number(33.3, Decimal("33.3333")) and not same_number(33.4, Decimal("33.3333"))
+
+
+def test_formflow_check_warns_about_names_a_case_gets_wrong(tmp_path: Path) -> None:
+    folder = write(
+        tmp_path / "bp",
+        """\
+        - name: typo
+          role: rep
+          create: {customer: {nmae: ACME}}
+        """,
+    )
+    result = CliRunner().invoke(main, ["check", str(folder), "--lang", "en"])
+    assert result.exit_code == 0, result.output
+    assert "warning: entity customer has no field 'nmae'; did you mean 'name'?" in result.output

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from engine.model import SYSTEM_COLUMNS, Blueprint, Entity
 from engine.users import ADMIN_ROLE
 from engine.yamlsafe import parse_yaml
 
-__all__ = ["TESTS_FOLDER", "Case", "Suite", "check_case", "collect"]
+__all__ = ["TESTS_FOLDER", "Case", "Suite", "case_warnings", "check_case", "collect"]
 
 #: The folder of a template that holds extra case files (``tests/*.yaml``).
 TESTS_FOLDER = "tests"
@@ -519,6 +519,21 @@ class _Checker:
                     ),
                     did_you_mean(str(dim), kpi.by),
                 )
+
+
+def case_warnings(blueprint: Blueprint, doc: Doc) -> list[Problem]:
+    """The problems of every case of ``doc``'s ``tests:``, as warnings (``formflow check``)."""
+    raw = doc.data.get("tests") if isinstance(doc.data, dict) else None
+    if not isinstance(raw, list) or len(raw) != len(blueprint.tests):
+        return []
+    tests_pos = doc.pos.kids.get("tests") or Pos(doc.pos.value)
+    out = []
+    for index, (spec, model) in enumerate(zip(raw, blueprint.tests, strict=True)):
+        if not isinstance(spec, Mapping):
+            continue
+        case = Case(index, model.name, spec, tests_pos.kids.get(index) or Pos(model.location))
+        out += [replace(p, severity="warning") for p in check_case(blueprint, case)]
+    return out
 
 
 def check_case(blueprint: Blueprint, case: Case) -> list[Problem]:
