@@ -149,3 +149,19 @@ def test_the_overlay_examples_of_docs_forks_md_load(tmp_path: Path) -> None:
     stage = merged.entities["opportunity"].fields["stage"]
     assert [o.value for o in stage.options][-1] == "negotiation"
     assert stage.option("service") is None
+
+
+def test_the_example_fork_checks_cleanly_and_its_tests_pass() -> None:
+    example = ROOT / "examples" / "crm-east"
+    result = CliRunner().invoke(main, ["check", str(example), "--lang", "en"])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+    changes = {(c.path[-1], c.kind) for c in diff(example)}
+    assert {("wechat", "added"), ("negotiation", "added"), ("finance_review", "removed")} <= changes
+    stage = load(example).entities["opportunity"].fields["stage"]
+    assert [o.value for o in stage.options][3] == "negotiation"  # a new order: the whole list
+    outcomes = run_suite(collect(example))
+    assert outcomes and all(o.status == "passed" for o in outcomes), [
+        (o.case.name, o.mismatches, o.problems) for o in outcomes if o.status != "passed"
+    ]
+    replaced = [o for o in outcomes if "财务会签" in o.case.name]
+    assert replaced and replaced[0].case.location.file.endswith("east.yaml")

@@ -521,17 +521,28 @@ class _Checker:
                 )
 
 
-def case_warnings(blueprint: Blueprint, doc: Doc) -> list[Problem]:
-    """The problems of every case of ``doc``'s ``tests:``, as warnings (``formflow check``)."""
-    raw = doc.data.get("tests") if isinstance(doc.data, dict) else None
-    if not isinstance(raw, list) or len(raw) != len(blueprint.tests):
+def case_warnings(
+    blueprint: Blueprint, doc: Doc, tests_folder: Path | None = None
+) -> list[Problem]:
+    """The problems of every case ``formflow test`` would run, as warnings (``formflow check``).
+
+    With ``tests_folder`` (the template's ``tests/``) its ``*.yaml`` cases count
+    too, so a case a fork replaces there is not reported.
+    """
+    if not isinstance(doc.data, dict):
+        return []
+    if tests_folder is not None:
+        doc = _with_case_files(doc, tests_folder, [])
+    raw = doc.data.get("tests")
+    if not isinstance(raw, list):
         return []
     tests_pos = doc.pos.kids.get("tests") or Pos(doc.pos.value)
     out = []
-    for index, (spec, model) in enumerate(zip(raw, blueprint.tests, strict=True)):
+    for index, spec in enumerate(raw):
         if not isinstance(spec, Mapping):
             continue
-        case = Case(index, model.name, spec, tests_pos.kids.get(index) or Pos(model.location))
+        name = str(spec.get("name") or f"test {index + 1}")
+        case = Case(index, name, spec, tests_pos.kids.get(index) or Pos(doc.pos.value))
         out += [replace(p, severity="warning") for p in check_case(blueprint, case)]
     return out
 
