@@ -392,8 +392,12 @@ class KpiQuery:
                     cols.append(self._team_expr(teams).label(f"k{index}"))
                 else:
                     cols.append(group)
-        extra = self.parts if grouped and cols else ()
-        stmt = sa.select(*cols, self.measure, *extra).select_from(self.et.table)
+        if grouped and cols and self.parts:
+            # the value of each group follows from its parts (service: combine)
+            measures: tuple[SqlExpr, ...] = self.parts
+        else:
+            measures = (self.measure,)
+        stmt = sa.select(*cols, *measures).select_from(self.et.table)
         conditions: list[SqlExpr] = []
         if self.where is not None:
             conditions.append(self.where)

@@ -429,11 +429,18 @@ class KpiService:
         width = len(query.dims)
         leaves = parts(kpi.measure.compiled) if query.parts else None
         sums = [Decimal(0)] * len(query.parts)
+        node = kpi.measure.compiled.node
         for record in conn.execute(query.select(**kw)):
             key = tuple(_key(d, record[i]) for i, d in enumerate(query.dims))
-            rows[key] = number(record[width])
-            for index in range(len(sums)):
-                sums[index] += Decimal(record[width + 1 + index] or 0)
+            if leaves is None:
+                rows[key] = number(record[width])
+                continue
+            values = [Decimal(record[width + i] or 0) for i in range(len(sums))]
+            rows[key] = _number(
+                combine(node, {id(n): v for n, v in zip(leaves, values, strict=True)})
+            )
+            for index, value in enumerate(values):
+                sums[index] += value
         if rows and additive(kpi.measure.compiled):
             total = _sum(rows.values())
         elif rows and leaves is not None:
