@@ -387,6 +387,12 @@ def test_cli_output_json_and_exit_codes(tmp_path: Path) -> None:
     assert body["cases"][0]["name"] == "good" and body["cases"][0]["status"] == "passed"
     zh = runner.invoke(main, ["test", str(folder), "-k", "bad"])
     assert "期望 ACNE，实际 ACME" in zh.output and "1 个失败" in zh.output
+    verbose = runner.invoke(main, ["test", str(folder), "-k", "good", "-v", "--lang", "en"])
+    assert "  ok: name" in verbose.output.splitlines()
+    none = runner.invoke(main, ["test", str(folder), "-k", "nothing", "--lang", "en"])
+    assert none.exit_code == 1 and "no case name contains 'nothing'" in none.output
+    pg = runner.invoke(main, ["test", str(folder), "--db", "sqlite:///x.db", "--lang", "en"])
+    assert pg.exit_code == 1 and "--db takes a PostgreSQL URL" in pg.output
 
 
 def test_a_broken_blueprint_stops_before_running(tmp_path: Path) -> None:
@@ -397,6 +403,11 @@ def test_a_broken_blueprint_stops_before_running(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "did you mean 'entities'?" in result.output
     assert "no tests ran" in result.output
+    result = CliRunner().invoke(main, ["test", str(folder), "--json"])
+    assert result.exit_code == 1
+    (problem,) = json.loads(result.output)["problems"]
+    assert problem["location"].endswith("blueprint.yaml:4:1")
+    assert "entities" in problem["hint"]["en"]
 
 
 def test_comparison_follows_the_field_kind() -> None:
@@ -415,3 +426,17 @@ def test_comparison_follows_the_field_kind() -> None:
     assert same(multi, ["b", "a"], ["a", "b"], tz)
     assert same(None, None, "", tz) and not same(None, "x", None, tz)
     assert same_number(33.3, Decimal("33.3333")) and not same_number(33.4, Decimal("33.3333"))
+
+
+def test_formflow_check_warns_about_names_a_case_gets_wrong(tmp_path: Path) -> None:
+    folder = write(
+        tmp_path / "bp",
+        """\
+        - name: typo
+          role: rep
+          create: {customer: {nmae: ACME}}
+        """,
+    )
+    result = CliRunner().invoke(main, ["check", str(folder), "--lang", "en"])
+    assert result.exit_code == 0, result.output
+    assert "warning: entity customer has no field 'nmae'; did you mean 'name'?" in result.output

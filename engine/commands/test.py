@@ -18,7 +18,14 @@ from engine.commands.output import fail, internal_error
 from engine.errors import FormflowError
 from engine.i18n import LANGUAGES, Text
 from engine.testing import collect, run_suite
-from engine.testing.report import as_json, case_line, details, problem_line, summary
+from engine.testing.report import (
+    as_json,
+    case_line,
+    details,
+    problem_line,
+    problems_json,
+    summary,
+)
 from engine.testing.runner import Outcome, selected
 
 __all__ = ["test_command"]
@@ -61,6 +68,9 @@ def test_command(
         suite = collect(path)
         chosen = lang or suite.locale or "zh"
         if not suite.ok:
+            if as_json_output:
+                click.echo(problems_json(suite.problems))
+                sys.exit(1)
             for problem in sorted(suite.problems, key=lambda p: p.location):
                 click.echo(problem_line(problem, chosen))
             count = sum(1 for p in suite.problems if p.severity == "error")

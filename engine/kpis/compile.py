@@ -205,6 +205,14 @@ def combine(node: ir.Node, sums: Mapping[int, Decimal]) -> Decimal | None:
     return None if right == 0 else left / right
 
 
+def _plain_on_sqlite(expr: SqlExpr, dialect: str) -> SqlExpr:
+    """SQLite computes numbers as floats: take them as they come (the service makes
+    exact decimals of their shortest text) rather than through SQLAlchemy's Decimal."""
+    if dialect == "sqlite" and not isinstance(expr.type, sa.Integer):
+        return sa.type_coerce(expr, sa.Float())
+    return expr
+
+
 def _part_formula(compiled: Compiled, node: ir.Node) -> Compiled:
     """``compiled`` narrowed to one of its nodes, for the SQL translator."""
     part = copy.copy(compiled)
@@ -295,6 +303,7 @@ class KpiQuery:
     datetime_col: bool
     owner_col: SqlExpr | None  # the column ``owner``/``team`` dimensions and filters use
     parts: tuple[SqlExpr, ...] = ()  # see :func:`parts`: selected beside the value
+    integral: bool = False  # the measure counts: its values are ints on both databases
 
     @classmethod
     def build(
@@ -313,9 +322,12 @@ class KpiQuery:
     ) -> KpiQuery:
         """``field_of`` maps a dimension to the column that holds it (targets' ``match``)."""
         columns = measure_columns(et)
-        measure_sql = to_sql(measure, columns, ctx=ctx).label("value")
+        measure_raw = to_sql(measure, columns, ctx=ctx)
+        measure_sql = _plain_on_sqlite(measure_raw, dialect).label("value")
         part_sql = tuple(
-            to_sql(_part_formula(measure, node), columns, ctx=ctx).label(f"a{index}")
+            _plain_on_sqlite(to_sql(_part_formula(measure, node), columns, ctx=ctx), dialect).label(
+                f"a{index}"
+            )
             for index, node in enumerate(parts(measure) or ())
         )
         where_sql = to_sql(where, columns, ctx=ctx, condition=True) if where is not None else None
@@ -354,6 +366,7 @@ class KpiQuery:
             datetime_col=datetime_col,
             owner_col=owner_col,
             parts=part_sql,
+            integral=isinstance(measure_raw.type, sa.Integer),
         )
 
     def select(
@@ -379,8 +392,12 @@ class KpiQuery:
                     cols.append(self._team_expr(teams).label(f"k{index}"))
                 else:
                     cols.append(group)
-        extra = self.parts if grouped and cols else ()
-        stmt = sa.select(*cols, self.measure, *extra).select_from(self.et.table)
+        if grouped and cols and self.parts:
+            # the value of each group follows from its parts (service: combine)
+            measures: tuple[SqlExpr, ...] = self.parts
+        else:
+            measures = (self.measure,)
+        stmt = sa.select(*cols, *measures).select_from(self.et.table)
         conditions: list[SqlExpr] = []
         if self.where is not None:
             conditions.append(self.where)

@@ -28,7 +28,7 @@ from engine.kpis.periods import Period
 from engine.model import Kpi
 from engine.storage.schema import EntityTable
 
-__all__ = ["drill_params", "where_params"]
+__all__ = ["Drill", "drill_params", "where_params"]
 
 _OPS = {"==": "", "!=": "__ne", "<": "__lt", "<=": "__lte", ">": "__gt", ">=": "__gte"}
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
@@ -110,17 +110,19 @@ def _param(node: ir.Node, et: EntityTable, hidden: frozenset[str]) -> tuple[str,
 
 def drill_params(
     kpi: Kpi,
-    et: EntityTable,
+    base: Mapping[str, str],
     dims: Sequence[Dimension],
     key: Sequence[Any],
     period: Period,
     filters: Mapping[str, str],
     owners: frozenset[str] | None,
     teams: Mapping[str, str],
-    hidden: frozenset[str],
 ) -> dict[str, str]:
-    """The list filters that show one row's records (``dims``/``key`` empty: the total)."""
-    out, _ = where_params(kpi, et, hidden)
+    """The list filters that show one row's records (``dims``/``key`` empty: the total).
+
+    ``base``: the KPI's ``where`` as filters (:func:`where_params`, worked out once).
+    """
+    out = dict(base)
     start, end = period.start, period.end  # [start, end)
     members: set[str] | None = set(owners) if owners is not None else None
     for dim, value in zip(dims, key, strict=True):
@@ -157,3 +159,69 @@ def drill_params(
     elif filters.get("owner"):
         out["owner"] = filters["owner"]
     return out
+
+
+class Drill:
+    """The drill filters of every row of one result, each dimension value worked out once.
+
+    A row's filters are the total's, with each dimension's own filters laid over
+    them; a dashboard table of 50 owners by 24 months costs 74 small computations,
+    not 1,200. Rows with two time or two people dimensions take the long way.
+    """
+
+    def __init__(
+        self,
+        kpi: Kpi,
+        base: Mapping[str, str],
+        dims: Sequence[Dimension],
+        period: Period,
+        filters: Mapping[str, str],
+        owners: frozenset[str] | None,
+        teams: Mapping[str, str],
+    ) -> None:
+        self.kpi, self.base, self.dims, self.period = kpi, base, tuple(dims), period
+        self.filters, self.owners, self.teams = filters, owners, teams
+        self.total = drill_params(kpi, base, (), (), period, filters, owners, teams)
+        times = sum(1 for d in self.dims if d.kind == "time")
+        people = sum(1 for d in self.dims if d.kind in ("owner", "team"))
+        self.fast = times <= 1 and people <= 1
+        self._pieces: list[dict[Any, dict[str, str]]] = [{} for _ in self.dims]
+        date_field = kpi.date or ""
+        self._groups = (
+            frozenset({"owner", "owner__in", "owner__blank"}),
+            frozenset({date_field + "__between", date_field + "__blank"}),
+        )
+
+    def row(self, key: Sequence[Any]) -> dict[str, str]:
+        if not self.fast:
+            return drill_params(
+                self.kpi,
+                self.base,
+                self.dims,
+                key,
+                self.period,
+                self.filters,
+                self.owners,
+                self.teams,
+            )
+        out = dict(self.total)
+        for index, value in enumerate(key):
+            cache = self._pieces[index]
+            piece = cache.get(value)
+            if piece is None:
+                piece = cache[value] = drill_params(
+                    self.kpi,
+                    self.base,
+                    (self.dims[index],),
+                    (value,),
+                    self.period,
+                    self.filters,
+                    self.owners,
+                    self.teams,
+                )
+            for group in self._groups:
+                if not group.isdisjoint(piece):
+                    for name in group:
+                        out.pop(name, None)
+            out.update(piece)
+        return out

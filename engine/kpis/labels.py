@@ -9,6 +9,7 @@ Monday. Labels: day ``2026-11-05`` / ``2026年11月5日``, week ``2026-W45`` /
 from __future__ import annotations
 
 import calendar
+import functools
 from datetime import date, timedelta
 
 __all__ = ["bucket_end", "bucket_label", "bucket_start", "next_bucket", "shift_back"]
@@ -34,6 +35,7 @@ def bucket_start(bucket: str, day: date) -> date:
     raise ValueError(f"unknown time bucket {bucket!r}")
 
 
+@functools.lru_cache(maxsize=8192)
 def next_bucket(bucket: str, start: date) -> date:
     """The first day of the bucket after the one starting on ``start``."""
     if bucket == "day":
@@ -44,6 +46,7 @@ def next_bucket(bucket: str, start: date) -> date:
     return _add_months(start, months)
 
 
+@functools.lru_cache(maxsize=8192)
 def bucket_end(bucket: str, start: date) -> date:
     """The last day of the bucket starting on ``start`` (inclusive)."""
     return next_bucket(bucket, start) - timedelta(days=1)

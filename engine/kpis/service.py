@@ -34,6 +34,7 @@ What the numbers mean (docs/kpis.md has the long form):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ from engine.kpis.compile import (
     parts,
     uses_context,
 )
-from engine.kpis.drill import drill_params, where_params
+from engine.kpis.drill import Drill, where_params
 from engine.kpis.labels import bucket_label, bucket_start, next_bucket, shift_back
 from engine.kpis.periods import Period, PeriodError, resolve_period
 from engine.kpis.result import KpiResult, KpiRow, Number
@@ -72,6 +73,7 @@ __all__ = ["KpiError", "KpiRequest", "KpiService", "PeriodError"]
 
 MAX_OWNERS_FILTER = 5000
 _PLACES = Decimal("0.000001")
+_INF = float("inf")
 _FILTERS = ("team", "owner")
 
 
@@ -102,16 +104,30 @@ def _number(value: Any) -> Number:
         return None if value is None else int(value)
     if isinstance(value, int):
         return value
-    try:
-        d = value if isinstance(value, Decimal) else Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    if not d.is_finite():
-        return None
-    d = d.quantize(_PLACES, rounding=ROUND_HALF_UP).normalize()
+    if isinstance(value, float):
+        if value != value or value in (_INF, -_INF):
+            return None
+        d = Decimal(repr(value))  # the shortest text that reads back as this float
+    else:
+        try:
+            d = value if isinstance(value, Decimal) else Decimal(str(value))
+        except (InvalidOperation, ValueError):
+            return None
+        if not d.is_finite():
+            return None
+    if d.as_tuple().exponent < -6:  # type: ignore[operator]
+        d = d.quantize(_PLACES, rounding=ROUND_HALF_UP)
+    d = d.normalize()
     if d.as_tuple().exponent > 0:  # type: ignore[operator]
         d = d.quantize(Decimal(1))
     return d
+
+
+def _decimal(value: Any) -> Number:
+    """A non-counting measure's value: a Decimal also when SQLite answers a whole number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    return _number(value)
 
 
 def _div(a: Number, b: Number) -> Number:
@@ -406,24 +422,32 @@ class KpiService:
             "teams": teams,
         }
         rows: dict[tuple[Any, ...], Number] = {}
+        number = _number if query.integral else _decimal
         if not by:
             value = conn.execute(query.select(grouped=False, **kw)).scalar()
-            return _Raw(rows, _number(value))
+            return _Raw(rows, number(value))
         width = len(query.dims)
         leaves = parts(kpi.measure.compiled) if query.parts else None
         sums = [Decimal(0)] * len(query.parts)
+        node = kpi.measure.compiled.node
         for record in conn.execute(query.select(**kw)):
             key = tuple(_key(d, record[i]) for i, d in enumerate(query.dims))
-            rows[key] = _number(record[width])
-            for index in range(len(sums)):
-                sums[index] += Decimal(record[width + 1 + index] or 0)
+            if leaves is None:
+                rows[key] = number(record[width])
+                continue
+            values = [Decimal(record[width + i] or 0) for i in range(len(sums))]
+            rows[key] = _number(
+                combine(node, {id(n): v for n, v in zip(leaves, values, strict=True)})
+            )
+            for index, value in enumerate(values):
+                sums[index] += value
         if rows and additive(kpi.measure.compiled):
             total = _sum(rows.values())
         elif rows and leaves is not None:
             by_part = {id(node): sums[i] for i, node in enumerate(leaves)}
             total = _number(combine(kpi.measure.compiled.node, by_part))
         else:
-            total = _number(conn.execute(query.select(grouped=False, **kw)).scalar())
+            total = number(conn.execute(query.select(grouped=False, **kw)).scalar())
         return _Raw(rows, total)
 
     # -- targets -------------------------------------------------------------------
@@ -491,20 +515,21 @@ class KpiService:
             "teams": teams,
         }
         rows: dict[tuple[Any, ...], Number] | None = None
+        tnumber = _number if tquery.integral else _decimal
         if grouped:
             rows = {}
             for record in conn.execute(tquery.select(**kw)):
                 key = tuple(_key(d, record[i]) for i, d in enumerate(tdims))
-                rows[key] = _number(record[len(tdims)])
+                rows[key] = tnumber(record[len(tdims)])
             if additive(target.measure.compiled):
                 total = _sum(rows.values())
             else:
-                total = _number(conn.execute(tquery.select(grouped=False, **kw)).scalar())
+                total = tnumber(conn.execute(tquery.select(grouped=False, **kw)).scalar())
         else:
             count = sa.func.count().label("n")
             stmt = tquery.select(grouped=False, **kw).add_columns(count)
             found = conn.execute(stmt).one()
-            total = _number(found[0]) if found[-1] else None
+            total = tnumber(found[0]) if found[-1] else None
         return _Targets(total, None, rows)
 
     # -- the answer ------------------------------------------------------------------
@@ -527,11 +552,13 @@ class KpiService:
         teams: Mapping[str, str],
     ) -> KpiResult:
         hidden = self.permissions.hidden_fields(actor, kpi.entity)
+        base, exact = where_params(kpi, et, hidden)
+        drill = Drill(kpi, base, dims, period, filters, owners, teams)
         keys = list(current.rows)
         if len(dims) == 1 and dims[0].kind == "time" and period.start and period.end:
             for start in _buckets(dims[0].name, period.start, period.end):
                 if (start,) not in current.rows:
-                    current.rows[(start,)] = _empty(kpi)
+                    current.rows[(start,)] = _empty(kpi, current.total)
                     keys.append((start,))
         labels = self._labels(conn, dims, keys, actor, lang)
         keys.sort(key=lambda k: _order(dims, k, labels))
@@ -547,7 +574,7 @@ class KpiService:
                     shift_back(d.name, k, shift) if d.kind == "time" and k is not None else k
                     for d, k in zip(dims, key, strict=True)
                 )
-                previous = before.rows.get(prev_key, _empty(kpi))
+                previous = before.rows.get(prev_key, _empty(kpi, before.total))
             rows.append(
                 _row(
                     dict(zip((d.name for d in dims), key, strict=True)),
@@ -558,7 +585,7 @@ class KpiService:
                     before is not None,
                 )
             )
-            drills.append(drill_params(kpi, et, dims, key, period, filters, owners, teams, hidden))
+            drills.append(drill.row(key))
         total = _row(
             {},
             {},
@@ -577,8 +604,8 @@ class KpiService:
             total=total,
             previous_period=previous_period,
             drill=drills,
-            drill_total=drill_params(kpi, et, (), (), period, filters, owners, teams, hidden),
-            drill_exact=where_params(kpi, et, hidden)[1],
+            drill_total=drill.total,
+            drill_exact=exact,
         )
 
     def _labels(
@@ -722,7 +749,7 @@ def _key(dim: Dimension, value: Any) -> Any:
         if isinstance(value, datetime):
             return value.date()
         if isinstance(value, str):
-            return date.fromisoformat(value[:10])
+            return _day(value[:10])
         return value
     if dim.storage == "ref":
         return int(value)
@@ -733,9 +760,18 @@ def _key(dim: Dimension, value: Any) -> Any:
     return value
 
 
-def _empty(kpi: Kpi) -> Number:
-    """The value of the measure over no records: 0 for sums and counts, else blank."""
-    return 0 if additive(kpi.measure.compiled) else None
+@functools.lru_cache(maxsize=4096)
+def _day(text: str) -> date:
+    return date.fromisoformat(text)
+
+
+def _empty(kpi: Kpi, like: Number) -> Number:
+    """The value of the measure over no records: 0 for sums and counts, else blank.
+
+    ``like``: a value of the same measure, to answer 0 as an int or a Decimal alike."""
+    if not additive(kpi.measure.compiled):
+        return None
+    return 0 if isinstance(like, int) else Decimal(0)
 
 
 def _buckets(bucket: str, start: date, end: date) -> list[date]:
@@ -766,16 +802,19 @@ def _order(
         elif dim.kind == "time" or isinstance(value, date):
             parts.append((0, value.toordinal(), ""))
         elif dim.field is not None and dim.field.options:
-            index = next(
-                (i for i, o in enumerate(dim.field.options) if o.value == value),
-                len(dim.field.options),
-            )
-            parts.append((0, index, str(value)))
+            parts.append((0, _option_index(dim.field.options, value), str(value)))
         elif isinstance(value, bool | int | Decimal):
             parts.append((0, float(value), ""))
         else:
             parts.append((0, 0, labels.get((dim.name, value), str(value)).casefold()))
     return tuple(parts)
+
+
+def _option_index(options: tuple[Any, ...], value: Any) -> int:
+    for index, option in enumerate(options):
+        if option.value == value:
+            return index
+    return len(options)
 
 
 def _team_map(managers: Mapping[str, str | None], root: str | None) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 Cases come from the blueprint's ``tests:`` (its includes and the templates it
 extends too) and from every ``tests/*.yaml`` file of the template folder (each
-a list of cases). The files are appended to ``tests`` with their own
+a list of cases; a case named like one of ``tests:`` replaces it, so a fork
+can change or ``skip:`` a case it inherits). The files are appended to ``tests`` with their own
 positions and the whole document goes through the loader, so a case is
 schema-checked like the rest of the blueprint and every message points at
 ``file:line:col``.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from engine.model import SYSTEM_COLUMNS, Blueprint, Entity
 from engine.users import ADMIN_ROLE
 from engine.yamlsafe import parse_yaml
 
-__all__ = ["TESTS_FOLDER", "Case", "Suite", "check_case", "collect"]
+__all__ = ["TESTS_FOLDER", "Case", "Suite", "case_warnings", "check_case", "collect"]
 
 #: The folder of a template that holds extra case files (``tests/*.yaml``).
 TESTS_FOLDER = "tests"
@@ -118,6 +119,7 @@ def _with_case_files(doc: Doc, folder: Path, problems: list[Problem]) -> Doc:
     current = list(data.get("tests") or []) if isinstance(data.get("tests"), list) else []
     old = doc.pos.kids.get("tests") or Pos(doc.pos.value)
     pos = Pos(old.value, old.text, dict(old.kids), dict(old.keys))
+    inherited = len(current)
     added = False
     for file in files:
         shown = sources.display_path(file)
@@ -147,8 +149,19 @@ def _with_case_files(doc: Doc, folder: Path, problems: list[Problem]) -> Doc:
             )
             continue
         for index, case in enumerate(value):
-            pos.kids[len(current)] = file_pos.kids.get(index) or Pos(file_pos.value)
-            current.append(case)
+            kid = file_pos.kids.get(index) or Pos(file_pos.value)
+            name = case.get("name") if isinstance(case, dict) else None
+            same = [
+                i for i, c in enumerate(current) if isinstance(c, dict) and c.get("name") == name
+            ]
+            if name is not None and same and same[0] < inherited:
+                # A case named like one of the blueprint's (or the template's it
+                # extends) replaces it: a fork overrides or skips an upstream case.
+                current[same[0]] = case
+                pos.kids[same[0]] = kid
+            else:
+                pos.kids[len(current)] = kid
+                current.append(case)
             added = True
     if not added:
         return doc
@@ -506,6 +519,32 @@ class _Checker:
                     ),
                     did_you_mean(str(dim), kpi.by),
                 )
+
+
+def case_warnings(
+    blueprint: Blueprint, doc: Doc, tests_folder: Path | None = None
+) -> list[Problem]:
+    """The problems of every case ``formflow test`` would run, as warnings (``formflow check``).
+
+    With ``tests_folder`` (the template's ``tests/``) its ``*.yaml`` cases count
+    too, so a case a fork replaces there is not reported.
+    """
+    if not isinstance(doc.data, dict):
+        return []
+    if tests_folder is not None:
+        doc = _with_case_files(doc, tests_folder, [])
+    raw = doc.data.get("tests")
+    if not isinstance(raw, list):
+        return []
+    tests_pos = doc.pos.kids.get("tests") or Pos(doc.pos.value)
+    out = []
+    for index, spec in enumerate(raw):
+        if not isinstance(spec, Mapping):
+            continue
+        name = str(spec.get("name") or f"test {index + 1}")
+        case = Case(index, name, spec, tests_pos.kids.get(index) or Pos(doc.pos.value))
+        out += [replace(p, severity="warning") for p in check_case(blueprint, case)]
+    return out
 
 
 def check_case(blueprint: Blueprint, case: Case) -> list[Problem]:

@@ -25,7 +25,7 @@ from engine.errors import Location, Problem
 from engine.i18n import Text
 from engine.testing.runner import Mismatch, Outcome
 
-__all__ = ["as_json", "case_line", "details", "summary"]
+__all__ = ["as_json", "case_line", "details", "problems_json", "summary"]
 
 LABELS = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR", "skipped": "SKIPPED"}
 _ZH = {"passed": "通过", "failed": "失败", "error": "错误", "skipped": "跳过"}
@@ -117,6 +117,28 @@ def _text(value: Text) -> dict[str, str]:
     return {"zh": value.get("zh"), "en": value.get("en")}
 
 
+def _problem_json(problem: Problem) -> dict[str, Any]:
+    return {
+        "location": shown_location(problem.location),
+        "message": _text(problem.message),
+        "hint": _text(problem.hint),
+        "severity": problem.severity,
+    }
+
+
+def problems_json(problems: Sequence[Problem]) -> str:
+    """The blueprint's own problems when nothing could run (``--json``)."""
+    body = {
+        "passed": 0,
+        "failed": 0,
+        "errors": 0,
+        "skipped": 0,
+        "problems": [_problem_json(p) for p in sorted(problems, key=lambda p: p.location)],
+        "cases": [],
+    }
+    return json.dumps(body, ensure_ascii=False, indent=2)
+
+
 def as_json(outcomes: Sequence[Outcome], seconds: float) -> str:
     """Every case, its status, its differences and problems, and the counts."""
     counts = Counter(o.status for o in outcomes)
@@ -139,14 +161,7 @@ def as_json(outcomes: Sequence[Outcome], seconds: float) -> str:
                     }
                     for m in o.mismatches
                 ],
-                "errors": [
-                    {
-                        "location": shown_location(p.location),
-                        "message": _text(p.message),
-                        "hint": _text(p.hint),
-                    }
-                    for p in o.problems
-                ],
+                "errors": [_problem_json(p) for p in o.problems],
                 "checked": list(o.checked),
             }
         )
@@ -156,6 +171,7 @@ def as_json(outcomes: Sequence[Outcome], seconds: float) -> str:
         "errors": counts["error"],
         "skipped": counts["skipped"],
         "seconds": round(seconds, 3),
+        "problems": [],
         "cases": cases,
     }
     return json.dumps(body, ensure_ascii=False, indent=2, default=str)

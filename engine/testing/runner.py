@@ -692,6 +692,16 @@ def run_case(
             T("这是蓝图或引擎的问题", "a problem of the blueprint or the engine"),
         )
         return Outcome(case, "error", problems=[problem], seconds=time.perf_counter() - started)
+    except Exception as exc:  # a bug in Formflow: this case errs, the others still run
+        name = type(exc).__name__
+        problem = Problem(
+            case.location,
+            T(
+                f"formflow 内部错误（请报告此问题）：{name}: {exc}",
+                f"formflow internal error (please report this bug): {name}: {exc}",
+            ),
+        )
+        return Outcome(case, "error", problems=[problem], seconds=time.perf_counter() - started)
     status = "failed" if run.mismatches else "passed"
     return Outcome(
         case,
