@@ -186,7 +186,16 @@ def _keep(blueprint: Blueprint, entity: str, data: dict[str, Any]) -> dict[str, 
 
 
 def seed_demo(blueprint: Blueprint, engine: Engine) -> list[str]:
-    """Create the tables, demo users and records; lines telling how to sign in."""
+    """Create the tables, demo users and records; lines telling how to sign in.
+
+    A template with a ``demo.yaml`` beside its blueprint gets that file's data
+    instead (:mod:`engine.demo_data`).
+    """
+    from engine.demo_data import demo_file, seed_demo_file, signin_lines
+
+    path = demo_file(blueprint)
+    if path is not None:
+        return signin_lines(seed_demo_file(blueprint, engine, path).users)
     schema = build_schema(blueprint)
     initialise(engine, blueprint, schema)
     users = UserService(blueprint, schema, engine)
