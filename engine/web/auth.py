@@ -29,7 +29,7 @@ from engine.web.services import services
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 
-PUBLIC_ENDPOINTS = frozenset({"auth.signin", "static"})
+PUBLIC_ENDPOINTS = frozenset({"auth.signin", "static", "ops.healthz", "ops.readyz"})
 
 
 class SignedIn(UserMixin):  # type: ignore[misc]
