@@ -131,6 +131,7 @@ def check_command(path: Path, lang: str | None) -> None:
 
 def _register_commands() -> None:
     """Commands that live in modules of their own (``engine/commands/``)."""
+    from engine.commands.backup import backup_command, restore_command
     from engine.commands.export import export_command
     from engine.commands.imports import import_command
     from engine.commands.migrate import migrate_command
@@ -145,6 +146,8 @@ def _register_commands() -> None:
     main.add_command(token_group)
     main.add_command(worker_command)
     main.add_command(export_command)
+    main.add_command(backup_command)
+    main.add_command(restore_command)
 
 
 _register_commands()
