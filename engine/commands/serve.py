@@ -36,7 +36,7 @@ like, on any hosts) and serve with ``--no-worker`` (the default without
 from __future__ import annotations
 
 import os
-import subprocess
+import subprocess  # starts `formflow worker` itself, no shell  # nosec B404
 import sys
 from pathlib import Path
 from typing import Any
@@ -116,7 +116,7 @@ def _worker_process(
     ]
     if config_path:
         command += ["--config", config_path]
-    return subprocess.Popen(command)
+    return subprocess.Popen(command)  # our own interpreter and arguments  # nosec B603
 
 
 def _stop_process(child: subprocess.Popen[bytes]) -> None:

@@ -25,7 +25,7 @@ import contextlib
 import os
 import shutil
 import sqlite3
-import subprocess  # nosec B404 - runs pg_dump/pg_restore with argument lists, no shell
+import subprocess  # runs pg_dump/pg_restore with argument lists, no shell  # nosec B404
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +111,7 @@ def _libpq(url: URL) -> tuple[str, dict[str, str]]:
 
 
 def _run(command: list[str], env: dict[str, str], what: Text) -> None:
-    done = subprocess.run(  # nosec B603 - fixed tool path and argument list, no shell
+    done = subprocess.run(  # fixed tool path and argument list, no shell  # nosec B603
         command, env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
@@ -261,13 +261,13 @@ def _restore_postgres(url: URL, source: Path) -> None:
     uri, env = _libpq(url)
     _run([restore_tool, "--list", str(source)], env, T("读取备份", "reading the backup"))
     with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as load_err:
-        dump = subprocess.Popen(  # nosec B603 - fixed tool path and argument list, no shell
+        dump = subprocess.Popen(  # fixed tool path and argument list, no shell  # nosec B603
             [restore_tool, "--no-owner", "--file", "-", str(source)],
             stdout=subprocess.PIPE,
             stderr=dump_err,
             env=env,
         )
-        load = subprocess.Popen(  # nosec B603 - fixed tool path and argument list, no shell
+        load = subprocess.Popen(  # fixed tool path and argument list, no shell  # nosec B603
             [
                 psql,
                 "--quiet",
