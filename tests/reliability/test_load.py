@@ -17,6 +17,7 @@ printed; lost writes and errors must be 0.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -90,6 +91,8 @@ def _call(
             return exc.code, json.loads(raw)
         except ValueError:
             return exc.code, raw[:200]
+    except (OSError, http.client.HTTPException) as exc:  # reset, refused: no answer at all
+        return 0, f"{type(exc).__name__}: {exc}"
 
 
 @pytest.fixture
@@ -159,7 +162,7 @@ def world(pg_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)  # polling the server's start
-        yield {"base": base, "tokens": tokens, "url": pg_url, "log": log}
+        yield {"base": base, "tokens": tokens, "url": pg_url, "log": log, "pid": process.pid}
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
