@@ -23,7 +23,8 @@ warm-up. Per-request latency is connect-to-last-byte. Seeding (SQLite executeman
 in one transaction) is outside the timing.
 
 Target (the issue): engine median <= 2x the baseline median for each endpoint, and
-the list page must not slow with table size (10k vs 1M rows).
+the list page must not slow with table size (10k vs 1M rows). Each figure is also
+printed as a ``RESULT name|figure|baseline|ratio|target`` line for ``bench/run``.
 
 Usage:
   python bench/web.py                 # 10k and 1M rows, 10 s per endpoint and app
@@ -920,6 +921,21 @@ def main() -> None:
             f"engine list {large:,} / {small:,} rows = {growth:.2f}x "
             f"({'flat' if growth <= 1.2 else 'SLOWS with table size'}; baseline "
             f"{bl.median / bs.median:.2f}x)"
+        )
+        # Machine-readable lines for bench/run: name|figure|baseline|ratio|target.
+        for endpoint, label in (
+            ("list", "list page"),
+            ("detail", "detail page"),
+            ("submit", "form submit"),
+        ):
+            e, b = results[("engine", large, endpoint)], results[("baseline", large, endpoint)]
+            print(
+                f"RESULT {label}, {large:,} rows, median vs hand-written Flask|"
+                f"{e.median:.2f} ms|{b.median:.2f} ms|{e.median / b.median:.2f}|<= 2"
+            )
+        print(
+            f"RESULT list page {large:,} vs {small:,} rows (engine median)|{el.median:.2f} ms|"
+            f"{es.median:.2f} ms|{growth:.2f}|<= 1.2"
         )
         if args.profile:
             profile(bp_large, url_large, large)

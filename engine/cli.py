@@ -131,6 +131,7 @@ def check_command(path: Path, lang: str | None) -> None:
 
 def _register_commands() -> None:
     """Commands that live in modules of their own (``engine/commands/``)."""
+    from engine.commands.backup import backup_command, restore_command
     from engine.commands.export import export_command
     from engine.commands.forks import diff_command, new_command
     from engine.commands.imports import import_command
@@ -155,6 +156,8 @@ def _register_commands() -> None:
     main.add_command(test_command)
     main.add_command(new_command)
     main.add_command(diff_command)
+    main.add_command(backup_command)
+    main.add_command(restore_command)
 
 
 _register_commands()

@@ -2274,7 +2274,7 @@ class RecordService:
         names = (["id"] if want_ids else []) + keys
         preparer = dialect.identifier_preparer
         sql = (
-            f"INSERT INTO {preparer.format_table(table)} "
+            f"INSERT INTO {preparer.format_table(table)} "  # quoted names, bound values  # nosec B608
             f"({', '.join(preparer.quote(n) for n in names)}) "
             f"VALUES ({', '.join('?' for _ in names)})"
         )

@@ -45,6 +45,7 @@ __all__ = [
     "MailSettings",
     "Settings",
     "WebhookSettings",
+    "flag",
     "setting",
 ]
 
@@ -83,9 +84,10 @@ def _number(key: str, value: Any, *, integer: bool) -> float | None:
     return number
 
 
-def _flag(key: str, value: Any) -> bool:
-    if value is None:
-        return False
+def flag(key: str, value: Any, *, default: bool = False) -> bool:
+    """``value`` as a yes/no setting (1/true/yes/on, 0/false/no/off; unset: ``default``)."""
+    if value is None or value == "":
+        return default
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -180,7 +182,7 @@ class Settings:
         webhooks = WebhookSettings(
             secret=get("FORMFLOW_WEBHOOK_SECRET"),
             allow_hosts=_hosts(get("FORMFLOW_WEBHOOK_ALLOW_HOSTS")),
-            allow_private=_flag(
+            allow_private=flag(
                 "FORMFLOW_WEBHOOK_ALLOW_PRIVATE", get("FORMFLOW_WEBHOOK_ALLOW_PRIVATE")
             ),
             timeout=hook_timeout or 10.0,

@@ -212,6 +212,7 @@ SYSTEM_TABLES = {
     "ff_idempotency",
     "ff_imports",
     "ff_jobs",
+    "ff_login_attempts",
     "ff_meta",
     "ff_notifications",
     "ff_sequences",
@@ -295,6 +296,7 @@ def test_initialise_creates_tables_and_records_state(make_engine: Callable[[], E
         ("create_table", "ff_idempotency"),
         ("create_table", "ff_imports"),
         ("create_table", "ff_jobs"),
+        ("create_table", "ff_login_attempts"),
         ("create_table", "ff_meta"),
         ("create_table", "ff_notifications"),
         ("create_table", "ff_sequences"),
@@ -1036,7 +1038,7 @@ def test_command_plans_applies_and_refuses(engine: Engine, tmp_path: Path) -> No
 
     applied = runner.invoke(migrate_command, [str(path), "--db", url])
     assert applied.exit_code == 0, applied.output
-    assert applied.stdout.splitlines()[-1] == "Migrated: 16 changes, schema version 1."
+    assert applied.stdout.splitlines()[-1] == "Migrated: 17 changes, schema version 1."
     insert(engine, B(E("customer", F("name"), F("fax"))), "customer", name="Acme", fax="555")
 
     again = runner.invoke(migrate_command, [str(path), "--db", url, "--lang", "zh"])

@@ -121,11 +121,12 @@ def export_command(
     """Export the records of ENTITY (blueprint at PATH) to a CSV or XLSX file."""
     chosen = lang or "zh"
     try:
+        from engine.config import database_url
         from engine.exports import ExportService, export_query, filter_args
         from engine.loader import load
         from engine.records import SYSTEM
         from engine.runtime import build_runtime
-        from engine.storage.database import create_engine, default_url
+        from engine.storage.database import create_engine
         from engine.storage.migrate import ensure_current
 
         try:
@@ -144,7 +145,7 @@ def export_command(
                 chosen,
                 1,
             )
-        engine = create_engine(db_url or default_url(path))
+        engine = create_engine(database_url(db_url, path))
         try:
             ensure_current(engine, blueprint)
             runtime = build_runtime(blueprint, engine)

@@ -146,11 +146,12 @@ def import_command(
     """Import FILE (.csv or .xlsx) into ENTITY of the blueprint at PATH."""
     chosen = lang or "zh"
     try:
+        from engine.config import database_url
         from engine.imports import ImportOptions, ImportService, load_mapping_file
         from engine.loader import load
         from engine.records import SYSTEM
         from engine.runtime import build_runtime
-        from engine.storage.database import create_engine, default_url
+        from engine.storage.database import create_engine
         from engine.storage.migrate import ensure_current
 
         try:
@@ -160,7 +161,7 @@ def import_command(
             fail(exc.text, chosen, 1)
         chosen = lang or blueprint.default_locale or "zh"
         chosen = chosen if chosen in LANGUAGES else "zh"
-        engine = create_engine(db_url or default_url(path))
+        engine = create_engine(database_url(db_url, path))
         try:
             ensure_current(engine, blueprint)
             runtime = build_runtime(blueprint, engine)

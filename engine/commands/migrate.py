@@ -7,7 +7,8 @@ Compares the blueprint at PATH with the database and applies the difference
 * A plan that loses data is refused (exit 1) unless ``--allow-data-loss`` is
   given; then a backup is taken first and its place is printed.
 * ``--db`` defaults to the SQLite file beside the blueprint
-  (``engine.storage.database.default_url``).
+  (``engine.storage.database.default_url``), unless ``FORMFLOW_DB`` (environment or
+  config file, :mod:`engine.config`) names one.
 
 Exit codes follow the CLI's convention: 0 done, 1 a problem the user can fix
 (a bad blueprint, refused data loss, a database that cannot be reached or that
@@ -64,8 +65,9 @@ def migrate_command(
     lang: str | None,
 ) -> None:
     """Bring the database at --db up to the blueprint at PATH."""
+    from engine.config import database_url
     from engine.loader import load  # the loader pulls in the whole checker: only when run
-    from engine.storage.database import create_engine, default_url
+    from engine.storage.database import create_engine
     from engine.storage.migrate import (
         MigrationRefused,
         apply_migration,
@@ -81,7 +83,7 @@ def migrate_command(
             click.echo(exc.render(chosen))
             fail(exc.text, chosen, 1)
         chosen = lang or blueprint.default_locale or "zh"
-        url = db_url or default_url(path)
+        url = database_url(db_url, path)
         engine = create_engine(_plan_url(url) if plan_only else url)
         try:
             schema = build_schema(blueprint)

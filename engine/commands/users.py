@@ -83,8 +83,9 @@ def _users(path: Path, db_url: str | None, lang: str | None) -> Iterator[_Sessio
     """Load the blueprint, open a migrated database, yield a UserService; map errors to exits."""
     chosen = lang or "zh"
     try:
+        from engine.config import database_url
         from engine.loader import load  # the loader pulls in the whole checker: only when run
-        from engine.storage.database import create_engine, default_url
+        from engine.storage.database import create_engine
         from engine.storage.migrate import ensure_current
         from engine.storage.schema import build_schema
         from engine.users import UserService
@@ -95,7 +96,7 @@ def _users(path: Path, db_url: str | None, lang: str | None) -> Iterator[_Sessio
             click.echo(exc.render(chosen), err=True)
             fail(exc.text, chosen, 1)
         chosen = lang or blueprint.default_locale or "zh"
-        engine = create_engine(db_url or default_url(path))
+        engine = create_engine(database_url(db_url, path))
         try:
             ensure_current(engine, blueprint)
             yield _Session(chosen, UserService(blueprint, build_schema(blueprint), engine))

@@ -1,10 +1,11 @@
-"""``formflow worker PATH [--db URL] [--once] [--interval S] [--id NAME] [--lease S]``.
+"""``formflow worker PATH [--config FILE] [--db URL] [--once] [--interval S] [--id NAME]
+[--lease S]``.
 
 Runs the blueprint's timers and outbox (see :mod:`engine.worker`): flow
 reminders and timeouts, date-triggered automations and their periodic sweep,
 e-mails (``mail.send``) and webhooks (``webhook.deliver``). Settings (SMTP,
-webhook secrets and allowed hosts) come from the environment
-(:mod:`engine.settings`).
+webhook secrets and allowed hosts) come from the environment, else the config
+file (:mod:`engine.config`, docs/configuration.md).
 
 * Refuses to start when the database schema is behind the blueprint (run
   ``formflow migrate``), like ``formflow serve``.
@@ -42,11 +43,18 @@ def _parent_alive(pid: int) -> bool:
 @click.command("worker")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    default=None,
+    help="Config file (default: $FORMFLOW_CONFIG, else formflow.toml beside the blueprint).",
+)
+@click.option(
     "--db",
     "db_url",
     metavar="URL",
     default=None,
-    help="Database URL (default: the SQLite file beside the blueprint).",
+    help="Database URL (default: FORMFLOW_DB, else the SQLite file beside the blueprint).",
 )
 @click.option("--once", is_flag=True, help="Run the jobs due now, then exit.")
 @click.option(
@@ -68,6 +76,7 @@ def _parent_alive(pid: int) -> bool:
 @click.option("--lang", type=click.Choice(LANGUAGES), default=None, help="Language of messages.")
 def worker_command(
     path: Path,
+    config_path: str | None,
     db_url: str | None,
     once: bool,
     interval: float,
@@ -79,6 +88,7 @@ def worker_command(
     """Run the timers and the outbox of the blueprint at PATH (reminders, dates, mail, webhooks)."""
     chosen = lang or "zh"
     try:
+        from engine.config import load_config, pool_options
         from engine.loader import load
         from engine.runtime import build_runtime
         from engine.storage.database import create_engine, default_url
@@ -88,10 +98,12 @@ def worker_command(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         blueprint = load(path)
         chosen = lang or blueprint.default_locale or "zh"
-        engine = create_engine(db_url or default_url(path))
+        config = load_config(config_path, path)
+        url = db_url or config.get("FORMFLOW_DB") or default_url(path)
+        engine = create_engine(url, **pool_options(config))
         try:
             ensure_current(engine, blueprint)
-            runtime = build_runtime(blueprint, engine)
+            runtime = build_runtime(blueprint, engine, config=config)
             keep_going = None
             if exit_with_parent is not None:
                 parent = exit_with_parent

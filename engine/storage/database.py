@@ -67,8 +67,20 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str, *, pool_size: int | None = None, echo: bool = False) -> Engine:
-    """An engine configured for Formflow's transaction patterns."""
+def create_engine(
+    url: str,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pool_timeout: int | None = None,
+    pool_recycle: int | None = None,
+    echo: bool = False,
+) -> Engine:
+    """An engine configured for Formflow's transaction patterns.
+
+    The pool options apply to PostgreSQL (see docs/configuration.md for sizing them
+    against ``max_connections``); SQLite keeps SQLAlchemy's default pool.
+    """
     url = normalise_url(url)
     kwargs: dict[str, Any] = {"echo": echo, "json_serializer": json_dumps}
     if url.startswith("sqlite"):
@@ -79,8 +91,14 @@ def create_engine(url: str, *, pool_size: int | None = None, echo: bool = False)
         engine = sa.create_engine(url, **kwargs)
         _configure_sqlite(engine, in_memory=":memory:" in url or url.rstrip("/") == "sqlite:")
         return engine
-    if pool_size is not None:
-        kwargs["pool_size"] = pool_size
+    for name, value in (
+        ("pool_size", pool_size),
+        ("max_overflow", max_overflow),
+        ("pool_timeout", pool_timeout),
+        ("pool_recycle", pool_recycle),
+    ):
+        if value is not None:
+            kwargs[name] = value
     kwargs["pool_pre_ping"] = True
     return sa.create_engine(url, **kwargs)
 

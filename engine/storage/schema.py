@@ -39,7 +39,7 @@ def sql_name(name: str, prefix: str = "") -> str:
     """A SQL-safe identifier for a blueprint name (stable, at most 63 bytes)."""
     if name.isascii() and len(prefix) + len(name) <= 63:
         return prefix + name
-    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:12]
+    digest = hashlib.sha1(name.encode("utf-8"), usedforsecurity=False).hexdigest()[:12]
     ascii_part = "".join(ch for ch in name if ch.isascii() and (ch.isalnum() or ch == "_"))[:24]
     return f"{prefix}{ascii_part}_{digest}" if ascii_part else f"{prefix}x{digest}"
 
@@ -224,6 +224,7 @@ def _system_tables(md: sa.MetaData) -> dict[str, sa.Table]:
     _flow_tables(md)
     _notification_table(md)
     _forecast_snapshot_tables(md)
+    _login_attempts_table(md)
     # Import jobs (engine.imports): one row per import, CLI or web, with its state
     # (queued / running / done / failed), counts, progress (0..1), the first errors
     # and where the annotated report is. ``worker`` is ``host:pid`` of the process
@@ -344,6 +345,28 @@ def _forecast_snapshot_tables(md: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sqlite_autoincrement=True,
     )
     return snapshots, deals
+
+
+#: Failed sign-ins, per account and per client address (``engine.logins``).
+LOGIN_ATTEMPTS_TABLE = "ff_login_attempts"
+
+
+def _login_attempts_table(md: sa.MetaData) -> sa.Table:
+    """``ff_login_attempts``: one row per failed sign-in and what it counts against.
+
+    ``scope`` is ``account`` (``subject`` = the name typed, lower-cased) or ``ip``
+    (the client address); rows older than the window are deleted as new ones come.
+    """
+    return sa.Table(
+        LOGIN_ATTEMPTS_TABLE,
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("scope", sa.String(10), nullable=False),
+        sa.Column("subject", sa.String(200), nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Index("ix_ff_login_attempts_subject", "scope", "subject", "at"),
+        sqlite_autoincrement=True,
+    )
 
 
 def _job_table(md: sa.MetaData) -> sa.Table:

@@ -10,20 +10,29 @@ override any page), then the engine's own (the repository's top-level
 ``templates/``, or its packaged copy: see :mod:`engine.resources`). Autoescaping is
 always on and no blueprint text or record value is ever compiled as a template.
 
-Configuration (``config`` keys, or environment variables where noted):
+Configuration: every ``FORMFLOW_*`` key of :data:`engine.config.KEYS` is a
+``config`` key, else its environment variable (docs/configuration.md lists them
+all); Flask's own keys (``SECRET_KEY``, ``SESSION_COOKIE_SECURE``, ``TESTING``,
+``WTF_CSRF_ENABLED`` ...) may be given too. The ones the app itself reads:
 
 * ``SECRET_KEY`` / ``FORMFLOW_SECRET_KEY``: signs the session. When neither is
   given a random key is generated once and kept in ``FORMFLOW_SECRET_FILE``
   (default ``.formflow-secret`` beside the SQLite file, or in the blueprint
   folder for other databases; created with mode 0600), so every worker and
   every restart share it. Set the variable in production.
-* ``SESSION_COOKIE_SECURE`` (default False; set True behind HTTPS).
+* ``SESSION_COOKIE_SECURE`` / ``FORMFLOW_SESSION_COOKIE_SECURE`` (default False;
+  set True behind HTTPS).
+* ``FORMFLOW_DB_POOL_*``: the connection pool of each process.
+* ``FORMFLOW_PROXY_COUNT``: trusted reverse proxies (``X-Forwarded-*``).
+* ``FORMFLOW_RELOAD_SECONDS``, ``FORMFLOW_LOG_REQUESTS``: see
+  :mod:`engine.web.serving` (``/healthz``, ``/readyz``, request logs, blueprint
+  reloads after ``formflow migrate``).
 * ``WTF_CSRF_ENABLED`` (default True; tests may turn it off).
 * ``FORMFLOW_UPLOAD_DIR``: where uploaded files are kept (default ``uploads``
   beside the SQLite file, or in the blueprint folder for other databases).
 * ``FORMFLOW_UPLOAD_MAX_MB``: the size limit of a file field without
   ``max_size_mb`` (default 10).
-* ``FORMFLOW_USER_CACHE_SECONDS`` (config key or environment variable) (default 5): how
+* ``FORMFLOW_USER_CACHE_SECONDS`` (default 5): how
   long a worker may reuse the signed-in user it read for the session check on
   every request. A user deactivated or given other roles by another process
   (a script, the CLI, another worker) is refused or sees the new roles on
@@ -55,22 +64,29 @@ from typing import Any
 from flask import Flask, g, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import ChoiceLoader, FileSystemLoader, select_autoescape
+from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
+from engine.config import pool_options, seconds, whole, with_environment
 from engine.errors import FormflowError
 from engine.exports import ExportService
 from engine.fields import using_timezone
 from engine.i18n import normalise_lang
 from engine.imports import ImportService
 from engine.loader import load
+from engine.model import Blueprint
 from engine.resources import STATIC_DIR, TEMPLATES_DIR
 from engine.runtime import build_runtime
+from engine.settings import flag
 from engine.storage.database import create_engine, default_url
 from engine.uploads import DEFAULT_MAX_MB, UploadService, upload_folder
 from engine.users import USER_CACHE_SECONDS
+from engine.web import serving
+from engine.web.context import CACHE_KEY
 from engine.web.i18n import N_, _, current_lang
-from engine.web.services import EXTENSION_KEY, Services
+from engine.web.services import EXTENSION_KEY, Services, services
 
 SECRET_ENV = "FORMFLOW_SECRET_KEY"
 USER_CACHE_ENV = "FORMFLOW_USER_CACHE_SECONDS"
@@ -130,8 +146,8 @@ def create_app(
     """A Flask app serving the blueprint at ``blueprint_path`` (see the module docs)."""
     path = Path(blueprint_path)
     blueprint = load(path)
-    url = db_url or default_url(path)
-    settings = dict(config or {})
+    settings = with_environment(config)
+    url = db_url or settings.get("FORMFLOW_DB") or default_url(path)
 
     app = Flask("engine.web", static_folder=str(STATIC_DIR), static_url_path="/static")
     loaders = []
@@ -155,46 +171,22 @@ def create_app(
         MAX_CONTENT_LENGTH=4 * 1024 * 1024,
     )
     app.config.update(settings)
+    if "SESSION_COOKIE_SECURE" not in settings and "FORMFLOW_SESSION_COOKIE_SECURE" in settings:
+        app.config["SESSION_COOKIE_SECURE"] = flag(
+            "FORMFLOW_SESSION_COOKIE_SECURE", settings["FORMFLOW_SESSION_COOKIE_SECURE"]
+        )
+    proxies = whole(app.config, "FORMFLOW_PROXY_COUNT", 0)
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = os.environ.get(SECRET_ENV) or stored_secret(
+        app.config["SECRET_KEY"] = app.config.get(SECRET_ENV) or stored_secret(
             Path(app.config.get("FORMFLOW_SECRET_FILE") or _secret_file(path, url))
         )
 
-    engine = create_engine(url)
-    cache_seconds = app.config.get(USER_CACHE_ENV, os.environ.get(USER_CACHE_ENV))
-    runtime = build_runtime(
-        blueprint,
-        engine,
-        config=app.config,
-        user_cache_seconds=(
-            USER_CACHE_SECONDS if cache_seconds in (None, "") else float(cache_seconds)
-        ),
-    )
-    upload_dir = app.config.get("FORMFLOW_UPLOAD_DIR") or upload_folder(path, url)
-    app.extensions[EXTENSION_KEY] = Services(
-        blueprint=blueprint,
-        schema=runtime.schema,
-        engine=engine,
-        records=runtime.records,
-        users=runtime.users,
-        permissions=runtime.permissions,
-        uploads=UploadService(
-            blueprint,
-            runtime.schema,
-            engine,
-            Path(upload_dir),
-            default_max_mb=float(app.config.get("FORMFLOW_UPLOAD_MAX_MB") or DEFAULT_MAX_MB),
-        ),
-        notifications=runtime.notifications,
-        events=runtime.events,
-        jobs=runtime.jobs,
-        flows=runtime.flows,
-        runtime=runtime,
-        exports=ExportService(
-            blueprint, runtime.schema, engine, runtime.records, permissions=runtime.permissions
-        ),
-        imports=ImportService(runtime.records),
-    )
+    engine = create_engine(url, **pool_options(app.config))
+
+    def rebuild(loaded: Blueprint) -> Services:
+        return _build_services(app, loaded, engine, path, url)
+
+    app.extensions[EXTENSION_KEY] = rebuild(blueprint)
 
     csrf.init_app(app)
     from engine.web import api, auth, context, files, i18n, importing
@@ -228,16 +220,56 @@ def create_app(
         app.register_blueprint(module.bp)
     importing.init_app(app)  # the import pages, their body limit, import_url()
 
-    _install_hooks(app, blueprint.timezone)
-    # First of all hooks: the body limit must be set before CSRF reads the form.
+    _install_hooks(app)
+    # Before the other hooks: the body limit must be set before CSRF reads the form.
     app.before_request_funcs.setdefault(None, []).insert(0, files.set_body_limit)
+    # First of all: the request id and timing, and the switch to a migrated blueprint.
+    serving.init_app(app, path, rebuild)
+    if proxies:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
+        )
     return app
 
 
-def _install_hooks(app: Flask, timezone: str) -> None:
+def _build_services(
+    app: Flask, blueprint: Blueprint, engine: Engine, path: Path, url: str
+) -> Services:
+    """Every service of ``blueprint`` on ``engine`` (at start, and after a migration)."""
+    cache_seconds = seconds(app.config, USER_CACHE_ENV, USER_CACHE_SECONDS)
+    runtime = build_runtime(blueprint, engine, config=app.config, user_cache_seconds=cache_seconds)
+    upload_dir = app.config.get("FORMFLOW_UPLOAD_DIR") or upload_folder(path, url)
+    app.extensions.pop(CACHE_KEY, None)  # page parts built for the previous blueprint
+    return Services(
+        blueprint=blueprint,
+        schema=runtime.schema,
+        engine=engine,
+        records=runtime.records,
+        users=runtime.users,
+        permissions=runtime.permissions,
+        uploads=UploadService(
+            blueprint,
+            runtime.schema,
+            engine,
+            Path(upload_dir),
+            default_max_mb=float(app.config.get("FORMFLOW_UPLOAD_MAX_MB") or DEFAULT_MAX_MB),
+        ),
+        notifications=runtime.notifications,
+        events=runtime.events,
+        jobs=runtime.jobs,
+        flows=runtime.flows,
+        runtime=runtime,
+        exports=ExportService(
+            blueprint, runtime.schema, engine, runtime.records, permissions=runtime.permissions
+        ),
+        imports=ImportService(runtime.records),
+    )
+
+
+def _install_hooks(app: Flask) -> None:
     @app.before_request
     def _business_timezone() -> None:
-        cm = using_timezone(timezone)
+        cm = using_timezone(services().blueprint.timezone)
         cm.__enter__()
         g.tz_context = cm
 

@@ -4,13 +4,30 @@ Every page needs a signed-in user except the sign-in page and static files.
 ``?next=`` is followed only to a path on this site (``/e/customer?q=1``), never
 to another host (``https://evil.example``, ``//evil.example``, ``/\\evil``).
 The session is renewed on sign-in (no fixation) and cleared on sign-out.
+
+Password guessing is slowed down by :class:`engine.logins.LoginThrottle`: after
+too many failures for one account or from one address (counted in the
+database, so across processes and hosts) the sign-in page answers 429 with
+``Retry-After`` and does not check the password until the window has moved on.
 """
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import (
     LoginManager,
     UserMixin,
@@ -21,15 +38,17 @@ from flask_login import (
 )
 from werkzeug.wrappers import Response
 
+from engine.logins import LoginLimits, LoginThrottle
 from engine.records import Actor
 from engine.users import User
-from engine.web.i18n import _
-from engine.web.services import services
+from engine.web.i18n import _, ngettext
+from engine.web.services import EXTENSION_KEY, Services, services
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
+THROTTLE_KEY = "formflow.logins"
 
-PUBLIC_ENDPOINTS = frozenset({"auth.signin", "static"})
+PUBLIC_ENDPOINTS = frozenset({"auth.signin", "static", "ops.healthz", "ops.readyz"})
 
 
 class SignedIn(UserMixin):  # type: ignore[misc]
@@ -118,8 +137,16 @@ def signin() -> Response | str | tuple[str, int]:
     if request.method == "POST":
         name = request.form.get("name", "").strip()
         password = request.form.get("password", "")
+        throttle = _throttle()
+        address = request.remote_addr
+        wait = throttle.blocked(name, address) if name else 0
+        if wait:
+            return _slow_down(wait, name, target)
         user = services().users.authenticate(name, password) if name and password else None
+        if user is None and name:
+            throttle.failed(name, address)
         if user is not None:
+            throttle.succeeded(name)
             lang = session.get("lang")
             session.clear()
             if lang:
@@ -130,6 +157,24 @@ def signin() -> Response | str | tuple[str, int]:
             "signin.html", error=_("Wrong user name or password"), name=name, next=target
         ), 401
     return render_template("signin.html", error=None, name="", next=target)
+
+
+def _throttle() -> LoginThrottle:
+    found: LoginThrottle = current_app.extensions[THROTTLE_KEY]
+    return found
+
+
+def _slow_down(wait: int, name: str, target: str | None) -> Response:
+    minutes = max(1, math.ceil(wait / 60))
+    message = ngettext(
+        "Too many failed sign-ins; try again in %(num)d minute",
+        "Too many failed sign-ins; try again in %(num)d minutes",
+        minutes,
+    )
+    page = render_template("signin.html", error=message, name=name, next=target)
+    response = Response(page, status=429, mimetype="text/html")
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 @bp.route("/signout", methods=["POST"])
@@ -145,6 +190,10 @@ def signout() -> Response:
 
 
 def init_app(app: Flask) -> None:
+    svc: Services = app.extensions[EXTENSION_KEY]
+    app.extensions[THROTTLE_KEY] = LoginThrottle(
+        svc.schema, svc.engine, LoginLimits.from_config(app.config), lambda: datetime.now(UTC)
+    )
     login_manager.init_app(app)
     app.before_request(_require_sign_in)
     app.register_blueprint(bp)

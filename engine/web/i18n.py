@@ -121,7 +121,8 @@ def _bind(catalog: NullTranslations) -> Mapping[str, Callable[..., str]]:
         """``text`` as Jinja's gettext returns it without placeholders, kept for next time."""
         if len(plain) >= PLAIN_MESSAGES:
             plain.clear()
-        found: Markup = Markup(text) % variables
+        # Markup over our own catalog's text; ``%`` escapes every value it inserts.
+        found: Markup = Markup(text) % variables  # nosec B704
         plain[context, message] = found
         return found
 
@@ -131,7 +132,7 @@ def _bind(catalog: NullTranslations) -> Mapping[str, Callable[..., str]]:
             found = plain.get((None, message))
             return found if found is not None else ready(None, message, find(message), {})
         text = find(message)
-        return (Markup(text) if ctx.autoescape else text) % variables
+        return (Markup(text) if ctx.autoescape else text) % variables  # nosec B704
 
     @pass_eval_context
     def ngettext_(
@@ -139,7 +140,7 @@ def _bind(catalog: NullTranslations) -> Mapping[str, Callable[..., str]]:
     ) -> str:
         variables.setdefault("num", num)
         text = find_n(singular, plural, num)
-        return (Markup(text) if ctx.autoescape else text) % variables
+        return (Markup(text) if ctx.autoescape else text) % variables  # nosec B704
 
     @pass_eval_context
     def pgettext(ctx: EvalContext, context: str, message: str, /, **variables: Any) -> str:
@@ -150,7 +151,7 @@ def _bind(catalog: NullTranslations) -> Mapping[str, Callable[..., str]]:
             return ready(context, message, find_p(context, message), {"context": context})
         variables.setdefault("context", context)
         text = find_p(context, message)
-        return (Markup(text) if ctx.autoescape else text) % variables
+        return (Markup(text) if ctx.autoescape else text) % variables  # nosec B704
 
     @pass_eval_context
     def npgettext_(
@@ -165,7 +166,7 @@ def _bind(catalog: NullTranslations) -> Mapping[str, Callable[..., str]]:
         variables.setdefault("context", context)
         variables.setdefault("num", num)
         text = find_np(context, singular, plural, num)
-        return (Markup(text) if ctx.autoescape else text) % variables
+        return (Markup(text) if ctx.autoescape else text) % variables  # nosec B704
 
     return MappingProxyType(
         {

@@ -38,7 +38,14 @@ Rules:
 
 from __future__ import annotations
 
-from engine.storage.migrate.api import apply_migration, ensure_current, initialise, plan_migration
+from engine.storage.migrate.api import (
+    StoredState,
+    apply_migration,
+    ensure_current,
+    initialise,
+    plan_migration,
+    stored_state,
+)
 from engine.storage.migrate.backups import backup_table_name
 from engine.storage.migrate.meta import MIGRATION_LOCK_KEY, blueprint_digest, schema_digest
 from engine.storage.migrate.results import (
@@ -57,6 +64,7 @@ __all__ = [
     "MigrationRefused",
     "MigrationResult",
     "Plan",
+    "StoredState",
     "apply_migration",
     "backup_table_name",
     "blueprint_digest",
@@ -65,4 +73,5 @@ __all__ = [
     "normalise_unique",
     "plan_migration",
     "schema_digest",
+    "stored_state",
 ]

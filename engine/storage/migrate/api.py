@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,13 @@ from engine.model import Blueprint
 from engine.storage.database import is_sqlite
 from engine.storage.migrate.applier import _Applier
 from engine.storage.migrate.backups import _backup_sqlite, _backup_tables
-from engine.storage.migrate.meta import META_DIGEST, META_SCHEMA, blueprint_digest, schema_digest
+from engine.storage.migrate.meta import (
+    META_DIGEST,
+    META_SCHEMA,
+    META_VERSION,
+    blueprint_digest,
+    schema_digest,
+)
 from engine.storage.migrate.planner import _Planner
 from engine.storage.migrate.results import MigrationFailed, MigrationRefused, MigrationResult, Plan
 from engine.storage.migrate.shapes import _is_formflow_table
@@ -149,3 +156,39 @@ def ensure_current(engine: Engine, blueprint: Blueprint) -> None:
         ) == schema_digest(schema, conn.dialect)
     if not current:
         raise SchemaBehind(_behind_message(engine, blueprint))
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """What ``ff_meta`` says the database holds: the migration counter and the digests."""
+
+    version: int
+    blueprint_digest: str | None
+    schema_digest: str | None
+
+
+def stored_state(engine: Engine) -> StoredState:
+    """The state row of the last migration, in one small query (a cheap poll).
+
+    A database without ``ff_meta`` (never initialised) is version 0 with no digests;
+    a database that cannot be reached raises SQLAlchemy's error.
+    """
+    keys = (META_VERSION, META_DIGEST, META_SCHEMA)
+    with engine.connect() as conn:
+        try:
+            rows = conn.execute(
+                sa.text("SELECT key, value FROM ff_meta WHERE key IN (:a, :b, :c)"),
+                dict(zip(("a", "b", "c"), keys, strict=True)),
+            ).all()
+        except sa.exc.ProgrammingError:  # PostgreSQL: no such table
+            return StoredState(0, None, None)
+        except sa.exc.OperationalError as exc:  # SQLite: no such table; else unreachable
+            if "no such table" in str(exc.orig):
+                return StoredState(0, None, None)
+            raise
+    meta = {str(k): str(v) for k, v in rows}
+    return StoredState(
+        version=_schema_version(meta),
+        blueprint_digest=meta.get(META_DIGEST),
+        schema_digest=meta.get(META_SCHEMA),
+    )

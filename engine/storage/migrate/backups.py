@@ -66,7 +66,7 @@ def backup_table_name(table: str, now: datetime) -> str:
     name = f"{BACKUP_PREFIX}{table}_{stamp}"
     if len(name.encode("utf-8")) <= _MAX_IDENTIFIER:
         return name
-    digest = hashlib.sha1(table.encode("utf-8")).hexdigest()[:8]
+    digest = hashlib.sha1(table.encode("utf-8"), usedforsecurity=False).hexdigest()[:8]
     room = _MAX_IDENTIFIER - len(BACKUP_PREFIX) - len(stamp) - len(digest) - 2
     head = table.encode("utf-8")[:room].decode("utf-8", "ignore")
     return f"{BACKUP_PREFIX}{head}_{digest}_{stamp}"
@@ -79,7 +79,7 @@ def _backup_tables(conn: Connection, tables: Sequence[str], now: datetime) -> tu
     for table in tables:
         name = backup_table_name(table, now)
         conn.exec_driver_sql(
-            f"CREATE TABLE {prep.quote(name)} AS SELECT * FROM {prep.quote(table)}"
+            f"CREATE TABLE {prep.quote(name)} AS SELECT * FROM {prep.quote(table)}"  # nosec B608
         )
         made.append(name)
     return tuple(made)

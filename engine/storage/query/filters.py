@@ -253,7 +253,8 @@ def _bind_type(value: Any) -> sa.types.TypeEngine[Any]:
 def _json_contains_sqlite(element: _JsonContains, compiler: SQLCompiler, **kw: Any) -> str:
     column = compiler.process(element.column, **kw)
     value = compiler.process(element.element, **kw)
-    return f"EXISTS (SELECT 1 FROM json_each({column}) AS je WHERE je.value = {value})"
+    # Both parts are SQL the compiler produced (a quoted column, a bound parameter).
+    return f"EXISTS (SELECT 1 FROM json_each({column}) AS je WHERE je.value = {value})"  # nosec B608
 
 
 @compiles(_JsonContains, "postgresql")
