@@ -127,10 +127,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"opportunity #{deal['id']} stage={deal['stage']} "
                 f"probability={deal['probability']} version={deal['version']}"
             )
+        # The KPIs over the year the deal closed in (``period=this_year`` would be the
+        # server's year, in the blueprint's time zone, which may differ from ours).
+        year = deal["close_date"][:4]
         for name in ("win_rate", "pipeline"):
-            result = api.kpi(name, period="this_year")
+            result = api.kpi(
+                name, period="custom", **{"from": f"{year}-01-01", "to": f"{year}-12-31"}
+            )
             total = result["total"]
-            print(f"kpi {name} ({result['label']}, {result['period']['name']}): {total['value']}")
+            print(f"kpi {name} ({result['label']}, {year}): {total['value']}")
     except ApiError as error:
         print(error, file=sys.stderr)
         return 1
