@@ -633,6 +633,9 @@ class ItemReader:
             for n, f in entity.fields.items()
             if f.kind in ("text", "long_text", "phone", "email", "url", "autonumber")
         )
+        mapped = {t.name for t in layout.targets if t.kind == "field"}
+        self._texts_mapped = [n for n in self.texts if n in mapped]
+        self._owner_index = layout.field_columns.get("owner")
 
     def unmatched(self) -> Iterator[tuple[str, SourceRow]]:
         for cursor in self.cursors.values():
@@ -642,24 +645,27 @@ class ItemReader:
     def _start(self, row: SourceRow, plain: list[tuple[int, str]]) -> Item:
         layout = self.layout
         cells = row.cells
-        data: dict[str, Any] = {}
-        blanks: list[str] = []
-        for i, name in plain:
-            value = cells[i]
-            if value is None or (type(value) is str and not value.strip()):
-                blanks.append(name)
-            elif name in self.texts and type(value) in _WHEN:
+        # All cells first, then the blank ones taken out: one dict built in C.
+        data: dict[str, Any] = {name: cells[i] for i, name in plain}
+        blanks = [
+            name
+            for name, value in data.items()
+            if value is None or (type(value) is str and not value.strip())
+        ]
+        for name in blanks:
+            del data[name]
+        for name in self._texts_mapped:
+            value = data.get(name)
+            if isinstance(value, _WHEN):
                 data[name] = _when_text(value)  # a date Excel made of a text cell
-            else:
-                data[name] = value
-        owner_index = layout.field_columns.get("owner")
+        owner_index = self._owner_index
         key_index = layout.key_index
         return Item(
             row=row,
             rows=[row],
             data=data,
             blanks=blanks,
-            children={t: [] for t in layout.inline},
+            children={t: [] for t in layout.inline} if layout.inline else {},
             problems=[
                 Problem(layout.main.name, row.number, col, _key_for(layout.targets, col), msg)
                 for col, msg in row.problems
