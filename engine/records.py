@@ -2140,26 +2140,24 @@ class RecordService:
             payload[col_name] = values if to_storage is None else [to_storage(f, x) for x in values]
         for name, col_name in plan.unique_keys:
             payload[col_name] = [None if x is None else normalise_unique(x) for x in column(name)]
-        for key, value in system.items():
-            payload[key] = [value] * n
-        owners = [o for _, _, _, o in prepared]
-        payload["owner"] = owners
+        payload["owner"] = [o for _, _, _, o in prepared]
         try:
-            ids = self._insert_columns(conn, et.table, payload, n)
+            ids = self._insert_columns(conn, et.table, payload, n, constants=system)
         except sa.exc.IntegrityError:
             raise self._integrity_error(et, prepared[0][1]) from None
         child_rows: dict[str, list[dict[str, Any]]] = {t: [] for t in et.children}
         added: dict[str, list[int]] = {t: [] for t in et.children}
-        for rid, (_, _, tables, _) in zip(ids, prepared, strict=True):
-            for tname, child in et.children.items():
-                trows = tables.get(tname, [])
-                added[tname].append(len(trows))
-                for pos, trow in enumerate(trows):
-                    crow: dict[str, Any] = {"parent_id": rid, "position": pos}
-                    for cname, col in child.columns.items():
-                        cf = child.field.fields[cname]
-                        crow[col.name] = kind_of(cf).to_storage(cf, trow.get(cname))
-                    child_rows[tname].append(crow)
+        if et.children:  # (a loop over every record only for entities with child tables)
+            for rid, (_, _, tables, _) in zip(ids, prepared, strict=True):
+                for tname, child in et.children.items():
+                    trows = tables.get(tname, [])
+                    added[tname].append(len(trows))
+                    for pos, trow in enumerate(trows):
+                        crow: dict[str, Any] = {"parent_id": rid, "position": pos}
+                        for cname, col in child.columns.items():
+                            cf = child.field.fields[cname]
+                            crow[col.name] = kind_of(cf).to_storage(cf, trow.get(cname))
+                        child_rows[tname].append(crow)
         for tname, crows in child_rows.items():
             if crows:
                 self._insert_rows(conn, et.children[tname].table, crows, want_ids=False)
@@ -2290,6 +2288,8 @@ class RecordService:
 
         # 4. The checks of _validate, per field over its column.
         for plain_checks, name, f, required_plain, _check, p in plan.validators:
+            if f.kind == "autonumber":
+                continue  # numbered after the checks: blank here, and never required
             if p.is_table:
                 if f.min_rows is not None and f.min_rows > 0:
                     suspect.update(range(m))
@@ -2479,11 +2479,17 @@ class RecordService:
         count: int,
         *,
         want_ids: bool = True,
+        constants: Mapping[str, Any] | None = None,
     ) -> list[int]:
-        """:meth:`_insert_rows` of ``count`` rows given column by column (``column -> values``)."""
+        """:meth:`_insert_rows` of ``count`` rows given column by column (``column -> values``).
+
+        ``constants``: columns with one value for every row (converted once).
+        """
         if not count:
             return []
         dialect = conn.dialect
+        if constants:
+            columns = {**columns, **{k: [v] * count for k, v in constants.items()}}
         keys = list(columns)
         if dialect.name != "sqlite":
             rows = [dict(zip(keys, t, strict=True)) for t in zip(*columns.values(), strict=True)]
@@ -2517,7 +2523,9 @@ class RecordService:
             column = columns[key]
             if proc is not None:
                 first_value = column[0]
-                if all(v is first_value for v in column):
+                if (constants and key in constants) or (
+                    column[-1] is first_value and all(v is first_value for v in column)
+                ):
                     done = proc(first_value)
                     column = [done] * len(column)
                 elif isinstance(table.c[key].type, sa.Date) and proc(_A_DATE) == _A_DATE_TEXT:

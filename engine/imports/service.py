@@ -467,6 +467,9 @@ class _Run:
 
     def _resolve_refs(self, conn: Connection, items: list[Item]) -> None:
         for name, column, target in self.ref_paths:
+            if column is None:
+                self._resolve_field(conn, items, name, target)
+                continue
             wanted: set[str] = set()
             for item in items:
                 if column is None:
@@ -489,6 +492,21 @@ class _Run:
                         if column in child.data:
                             key = f"{name}[{i}].{column}"
                             self._place(item, child.data, column, key, found, target, None, child)
+
+    def _resolve_field(self, conn: Connection, items: list[Item], name: str, target: str) -> None:
+        """:meth:`_resolve_refs` of a top-level ref field: each cell's text worked out once."""
+        cells = [(item, _text(item.data[name])) for item in items if name in item.data]
+        wanted = {text for _item, text in cells}
+        wanted.discard("")
+        if not wanted:
+            return
+        found = self._lookup(conn, target, wanted)
+        for item, text in cells:
+            hit = found.get(text)
+            if type(hit) is int:
+                item.data[name] = hit
+            else:
+                self._place(item, item.data, name, name, found, target, item.row, None)
 
     def _place(
         self,
