@@ -2546,7 +2546,11 @@ class RecordService:
     ) -> Iterator[tuple[int, str, Text]]:
         """Ref existence and uniqueness for a whole batch, one query per field and chunk."""
         entity = et.entity
-        by_index = {i: v for i, v, _, _ in prepared}
+        by_index = (
+            {i: v for i, v, _, _ in prepared}
+            if any(f.unique for f in entity.fields.values())
+            else {}
+        )
         if not actor.is_system and any(self._file_fields[entity.name]):
             places = [
                 (i, place)
@@ -2559,12 +2563,15 @@ class RecordService:
                     yield i, error_key, MSG_FILE_FORGED
         for name, f in entity.fields.items():
             if f.kind == "ref" and f.to:
-                wanted = {v[name] for _, v, _, _ in prepared if v.get(name) is not None}
+                refs = [v.get(name) for _, v, _, _ in prepared]
+                wanted = set(refs)
+                wanted.discard(None)
                 found = self._existing_ids(conn, f.to, wanted, actor)
-                label = self.blueprint.entities[f.to].label
-                for i, v, _, _ in prepared:
-                    if v.get(name) is not None and v[name] not in found:
-                        yield i, name, _per_language(MSG_REF_MISSING, entity=label, id=v[name])
+                if not wanted <= found:  # (else every ref is there: no record to look at)
+                    label = self.blueprint.entities[f.to].label
+                    for (i, _, _, _), ref in zip(prepared, refs, strict=True):
+                        if ref is not None and ref not in found:
+                            yield i, name, _per_language(MSG_REF_MISSING, entity=label, id=ref)
             if f.unique:
                 seen: dict[Any, int] = {}
                 probes: dict[Any, list[int]] = defaultdict(list)

@@ -90,7 +90,7 @@ class TextKind(FieldKind):
             "\n".join(stripped)
         ):
             return super().coerce_many(field, raws)
-        return [s or None for s in stripped], {}
+        return (stripped if all(stripped) else [s or None for s in stripped]), {}
 
     def validate_many(self, field: Field, values: Sequence[Any]) -> dict[int, list[Text]]:
         if (
