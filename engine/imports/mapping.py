@@ -683,6 +683,8 @@ class ItemReader:
                 item.children[table].append(ChildRow(self.layout.main.name, row, data))
 
     def _finish(self, item: Item) -> Item:
+        if not self.cursors:
+            return item
         for table, cursor in self.cursors.items():
             key = _key_text(item.row.cells[cursor.layout.parent_index])
             rows = cursor.take(key)

@@ -361,7 +361,8 @@ class _CsvSheet(Sheet):
         wide = self.limits.max_columns
         count = 0
         for cells in self._records():
-            if not cells or not "".join(cells).strip():
+            # A line of blank cells is skipped (the first cell decides most lines alone).
+            if not cells or not (cells[0].strip() or "".join(cells).strip()):
                 continue
             if len(cells) > wide:
                 raise _refuse(

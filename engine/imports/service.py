@@ -683,13 +683,15 @@ class _Run:
     # -- creates -------------------------------------------------------------------
 
     def _payload(self, item: Item, *, update: bool = False) -> dict[str, Any]:
+        owner = item.owner
+        if not update and owner is None and not self.mapped_tables:
+            return item.data  # nothing to add: the record service does not change its input
         data = dict(item.data)
         if update:
             problem_keys = {p.key for p in item.problems}
             for name in item.blanks:
                 if name not in problem_keys:
                     data[name] = None
-        owner = item.owner
         if owner is not None and not (isinstance(owner, str) and not owner.strip()):
             data["owner"] = owner if isinstance(owner, str) else str(owner)
         for table in self.mapped_tables:
