@@ -232,3 +232,23 @@ def test_batch_of_one_shape_goes_column_by_column_and_still_checks(
     assert service.get("lead", ids[299]).values["seats"] == 10
     assert service.get("lead", ids[0]).values["budget"] == Decimal("1000.50")
     assert service.get("lead", ids[0]).values["value"] == Decimal("125.06")
+
+
+def test_a_big_batch_prepared_in_slices_is_the_same_batch(
+    service: RecordService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("engine.records.PREPARE_SLICE", 7)
+    account = service.create("account", {"name": "Acme"}).id
+    rows = variants(account)
+    wanted = expected(service, rows, SYSTEM)
+    bad = {i: errors for i, (_values, errors) in enumerate(wanted) if errors}
+    with pytest.raises(BatchInvalid) as info:
+        service.create_many("lead", rows)
+    assert info.value.rows == bad
+    ok = [(row, values) for row, (values, errors) in zip(rows, wanted, strict=True) if not errors]
+    ids = service.create_many("lead", [row for row, _ in ok])
+    for rid, (_row, values) in zip(ids, ok, strict=True):
+        stored = service.get("lead", rid).values
+        assert {k: v for k, v in stored.items() if k != "no"} == {
+            k: v for k, v in values.items() if k != "no"
+        }
