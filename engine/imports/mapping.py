@@ -636,6 +636,7 @@ class ItemReader:
         mapped = {t.name for t in layout.targets if t.kind == "field"}
         self._texts_mapped = [n for n in self.texts if n in mapped]
         self._owner_index = layout.field_columns.get("owner")
+        self._texts_only = layout.main.texts_only
 
     def unmatched(self) -> Iterator[tuple[str, SourceRow]]:
         for cursor in self.cursors.values():
@@ -647,17 +648,21 @@ class ItemReader:
         cells = row.cells
         # All cells first, then the blank ones taken out: one dict built in C.
         data: dict[str, Any] = {name: cells[i] for i, name in plain}
-        blanks = [
-            name
-            for name, value in data.items()
-            if value is None or (type(value) is str and not value.strip())
-        ]
-        for name in blanks:
-            del data[name]
-        for name in self._texts_mapped:
-            value = data.get(name)
-            if isinstance(value, _WHEN):
-                data[name] = _when_text(value)  # a date Excel made of a text cell
+        blanks: list[str]
+        if self._texts_only and None not in cells and "" not in map(str.strip, cells):
+            blanks = []  # a CSV row without a blank cell: all str, no date (the common case)
+        else:
+            blanks = [
+                name
+                for name, value in data.items()
+                if value is None or (type(value) is str and not value.strip())
+            ]
+            for name in blanks:
+                del data[name]
+            for name in self._texts_mapped:
+                value = data.get(name)
+                if isinstance(value, _WHEN):
+                    data[name] = _when_text(value)  # a date Excel made of a text cell
         owner_index = self._owner_index
         key_index = layout.key_index
         return Item(

@@ -99,6 +99,8 @@ class Sheet:
     header_row: int
     #: Warnings about the sheet's shape (cells right of the header ...).
     warnings: list[Text]
+    #: Every cell of a row of the header's width is a ``str`` (CSV), never None or a date.
+    texts_only: bool = False
 
     def rows(self) -> Iterator[SourceRow]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -257,6 +259,9 @@ class _Decoder:
 
 
 class _CsvSheet(Sheet):
+    #: Every cell a ``str`` (never a date, number or None) before the row is fitted.
+    texts_only = True
+
     def __init__(self, path: Path, name: str, limits: ImportLimits) -> None:
         self.name = name
         self.path = path
@@ -359,21 +364,45 @@ class _CsvSheet(Sheet):
     def rows(self) -> Iterator[SourceRow]:
         width = len(self.header)
         wide = self.limits.max_columns
+        max_rows = self.limits.max_rows
+        max_chars = self.limits.max_cell_chars
+        limits = self.limits
         count = 0
-        for cells in self._records():
+        # The loop of _records inlined (one generator less per row); a row of the
+        # header's width with no cell over the limit is the common case, made here.
+        reader = self._reader
+        number = self._number
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                self._number = number
+                return
+            except csv.Error as exc:
+                line = reader.line_num
+                raise _refuse(
+                    f"第 {line} 行无法按 CSV 读取：{exc}",
+                    f"line {line} cannot be read as CSV: {exc}",
+                    line,
+                ) from None
+            number += 1
+            self._number = number
             # A line of blank cells is skipped (the first cell decides most lines alone).
             if not cells or not (cells[0].strip() or "".join(cells).strip()):
                 continue
             if len(cells) > wide:
                 raise _refuse(
-                    f"第 {self._number} 行有 {len(cells):,} 列，超过上限 {wide} 列",
-                    f"row {self._number} has {len(cells):,} columns, more than the limit of {wide}",
-                    self._number,
+                    f"第 {number} 行有 {len(cells):,} 列，超过上限 {wide} 列",
+                    f"row {number} has {len(cells):,} columns, more than the limit of {wide}",
+                    number,
                 )
             count += 1
-            if count > self.limits.max_rows:
-                raise _too_many_rows(self.limits, self.name)
-            yield _fit(cells, width, self._number, self.limits, self, texts=True)
+            if count > max_rows:
+                raise _too_many_rows(limits, self.name)
+            if len(cells) == width and max(map(len, cells)) <= max_chars:
+                yield SourceRow(number, cells, [])
+            else:
+                yield _fit(cells, width, number, limits, self, texts=True)
 
     def progress(self) -> float:
         return min(self.read_bytes / self.size, 1.0)
