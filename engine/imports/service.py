@@ -495,7 +495,11 @@ class _Run:
 
     def _resolve_field(self, conn: Connection, items: list[Item], name: str, target: str) -> None:
         """:meth:`_resolve_refs` of a top-level ref field: each cell's text worked out once."""
-        cells = [(item, _text(item.data[name])) for item in items if name in item.data]
+        cells = [
+            (item, v.strip() if type(v) is str else _text(v))
+            for item in items
+            if (v := item.data.get(name, _ABSENT)) is not _ABSENT
+        ]
         wanted = {text for _item, text in cells}
         wanted.discard("")
         if not wanted:
@@ -857,6 +861,10 @@ class _Run:
             self._report().add(
                 sheet, row, [f"{header}: {message.get(self.options.lang)}"], {cs.key_index}
             )
+
+
+#: A cell not in a record's data (None is a value there: an XLSX cell's blank).
+_ABSENT = object()
 
 
 def _text(value: Any) -> str:
