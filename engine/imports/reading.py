@@ -51,6 +51,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -278,10 +279,14 @@ class _CsvSheet(Sheet):
             raise
 
     def _start(self, limits: ImportLimits) -> None:
-        self._lines = self._text_lines()
-        first = self._peek_first_line()
+        # The decoded lines go to the csv reader a block at a time, through C
+        # iterators (no Python frame per line); the first one also picks the delimiter.
+        blocks = self._text_blocks()
+        first_block = next(blocks, [])
+        first = first_block[0] if first_block else ""
         delimiter = max(_DELIMITERS, key=lambda d: (first.count(d), d == ","))
-        self._reader = csv.reader(self._line_iter(first), delimiter=delimiter)
+        lines = chain(first_block, chain.from_iterable(blocks))
+        self._reader = csv.reader(lines, delimiter=delimiter)
         self._number = 0
         self.header = []
         self.header_row = 0
@@ -296,7 +301,8 @@ class _CsvSheet(Sheet):
     def close(self) -> None:
         self._file.close()
 
-    def _text_lines(self) -> Iterator[str]:
+    def _text_blocks(self) -> Iterator[list[str]]:
+        """The file's lines (each with its ``\\n``), a list per block read."""
         pending = b""
         line_no = 1
         start = True
@@ -312,7 +318,7 @@ class _CsvSheet(Sheet):
             if not block:
                 if pending:
                     self.read_bytes += len(pending)
-                    yield self._decoder.decode(pending, line_no)
+                    yield [self._decoder.decode(pending, line_no)]
                 return
             data = pending + block if pending else block
             cut = data.rfind(b"\n")
@@ -331,18 +337,7 @@ class _CsvSheet(Sheet):
             lines = text.split("\n")
             lines.pop()  # after the last "\n"
             line_no += len(lines)
-            for line in lines:
-                yield line + "\n"
-
-    def _peek_first_line(self) -> str:
-        for line in self._lines:
-            return line
-        return ""
-
-    def _line_iter(self, first: str) -> Iterator[str]:
-        if first:
-            yield first
-        yield from self._lines
+            yield [line + "\n" for line in lines]
 
     def _records(self) -> Iterator[list[str]]:
         reader = self._reader
