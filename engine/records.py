@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import operator
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -49,6 +50,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import repeat
 from typing import Any, Literal, Protocol, TypeVar, cast
 from zoneinfo import ZoneInfo
 
@@ -89,6 +91,14 @@ VIA = ("form", "api", "import", "flow", "automation", "system")
 #: on "submitted" that stamps a field is part of the process, not an edit).
 LOCK_EXEMPT_VIAS = frozenset({"flow", "system", "automation"})
 RECORD_ERROR = "_record"
+_A_DATE = date(987, 6, 5)
+_A_DATE_TEXT = "0987-06-05"
+#: Types whose falsy values are never blank (0 is a value, not an empty field).
+_NUMBERS = (int, Decimal, float, bool)
+#: A key a batch row does not have (not the same as a key given as None).
+_MISSING: Any = object()
+#: Records :meth:`RecordService.create_many` prepares at a time (a big batch in slices).
+PREPARE_SLICE = 4096
 #: Records per "import" audit row of a batch (keeps one record's history read small).
 IMPORT_AUDIT_CHUNK = 1000
 
@@ -382,6 +392,10 @@ class _EntityPlan:
     validators: list[
         tuple[bool, str, Field, bool, Callable[[Field, Any], list[Text]] | None, _FieldPlan]
     ]
+    #: Input keys a batch prepares column by column: plain values, ignored (computed,
+    #: autonumber, system) keys. Anything else (owner, child tables, unknown keys)
+    #: sends its row through :meth:`RecordService._prepare`.
+    batch_keys: frozenset[str]
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -1228,6 +1242,11 @@ class RecordService:
                 (p.plain_checks and not p.is_table, p.name, p.field, p.required, p.check, p)
                 for p in plans
             ],
+            batch_keys=frozenset(
+                k for k, v in by_name.items() if k not in reserved and not v.is_table
+            )
+            | IGNORED_KEYS
+            | {"version"},
         )
 
     def _prepare(
@@ -2088,25 +2107,8 @@ class RecordService:
         self._may_create(actor, entity)
         self._big_counts.clear()
         plan = self._plan(et)
-        bad: dict[int, dict[str, list[Text]]] = {}
-        prepared: list[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], str | None]]
-        prepared = []
-        prepare = self._prepare
-        validate = self._validate
-        policy = None if actor.is_system else self.access
-        for i, data in enumerate(rows):
-            errors = _Errors()
-            values, tables, owner, _warnings, ctx = prepare(
-                et, plan, data, actor, via, None, errors
-            )
-            validate(plan, values, tables, ctx, errors, actor)
-            if policy is not None and not policy.can_create(
-                actor, entity, {**values, **tables, "owner": owner}
-            ):
-                errors.add(RECORD_ERROR, PermissionDenied.default_message)
-            if errors:
-                bad[i] = errors.by_field
-            prepared.append((i, values, tables, owner))
+        batch = rows if isinstance(rows, Sequence) else list(rows)
+        prepared, bad, columns = self._prepare_slices(et, plan, batch, actor, via)
         for i, key, message in self._bulk_db_checks(conn, et, prepared, actor):
             bad.setdefault(i, {}).setdefault(key, []).append(message)
         if bad:
@@ -2114,7 +2116,17 @@ class RecordService:
         if not prepared:
             return []
         now = self.clock()
-        self._allocate_autonumbers_bulk(conn, et, [v for _, v, _, _ in prepared], now)
+        records = [v for _, v, _, _ in prepared]
+        for name in self._allocate_autonumbers_bulk(conn, et, records, now):
+            columns.pop(name, None)
+
+        def column(name: str) -> list[Any]:
+            """The values of field ``name``, one per record (taken from them once)."""
+            values = columns.get(name)
+            if values is None:
+                values = columns[name] = [v.get(name) for v in records]
+            return values
+
         system = {
             "version": 1,
             "created_at": now,
@@ -2122,34 +2134,39 @@ class RecordService:
             "updated_at": now,
             "updated_by": actor.name,
         }
-        storage_row = self._storage_row
-        payload = []
-        for _, values, _, owner in prepared:
-            row = storage_row(plan, values)
-            row.update(system)
-            row["owner"] = owner
-            payload.append(row)
+        n = len(records)
+        # The INSERT's parameters column by column (what _storage_row gives per record).
+        payload: dict[str, list[Any]] = {}
+        for name, col_name, to_storage, f in plan.storage:
+            values = column(name)
+            payload[col_name] = values if to_storage is None else [to_storage(f, x) for x in values]
+        for name, col_name in plan.unique_keys:
+            payload[col_name] = [None if x is None else normalise_unique(x) for x in column(name)]
+        payload["owner"] = [o for _, _, _, o in prepared]
         try:
-            ids = self._insert_rows(conn, et.table, payload)
+            ids = self._insert_columns(conn, et.table, payload, n, constants=system)
         except sa.exc.IntegrityError:
             raise self._integrity_error(et, prepared[0][1]) from None
         child_rows: dict[str, list[dict[str, Any]]] = {t: [] for t in et.children}
         added: dict[str, list[int]] = {t: [] for t in et.children}
-        for rid, (_, _, tables, _) in zip(ids, prepared, strict=True):
-            for tname, child in et.children.items():
-                trows = tables.get(tname, [])
-                added[tname].append(len(trows))
-                for pos, trow in enumerate(trows):
-                    crow: dict[str, Any] = {"parent_id": rid, "position": pos}
-                    for cname, col in child.columns.items():
-                        cf = child.field.fields[cname]
-                        crow[col.name] = kind_of(cf).to_storage(cf, trow.get(cname))
-                    child_rows[tname].append(crow)
+        if et.children:  # (a loop over every record only for entities with child tables)
+            for rid, (_, _, tables, _) in zip(ids, prepared, strict=True):
+                for tname, child in et.children.items():
+                    trows = tables.get(tname, [])
+                    added[tname].append(len(trows))
+                    for pos, trow in enumerate(trows):
+                        crow: dict[str, Any] = {"parent_id": rid, "position": pos}
+                        for cname, col in child.columns.items():
+                            cf = child.field.fields[cname]
+                            crow[col.name] = kind_of(cf).to_storage(cf, trow.get(cname))
+                        child_rows[tname].append(crow)
         for tname, crows in child_rows.items():
             if crows:
                 self._insert_rows(conn, et.children[tname].table, crows, want_ids=False)
         if via == "import":
-            audit_rows = self._import_audit_rows(et, plan, prepared, ids, added, actor, now, source)
+            audit_rows = self._import_audit_rows(
+                et, plan, prepared, column, ids, added, actor, now, source
+            )
         else:
             audit_rows = [
                 {
@@ -2167,11 +2184,252 @@ class RecordService:
         self._insert_rows(conn, self.schema.audit, audit_rows, want_ids=False)
         return ids
 
+    def _prepare_slices(
+        self,
+        et: EntityTable,
+        plan: _EntityPlan,
+        rows: Sequence[Mapping[str, Any]],
+        actor: Actor,
+        via: str,
+    ) -> tuple[
+        list[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], str | None]],
+        dict[int, dict[str, list[Text]]],
+        dict[str, list[Any]],
+    ]:
+        """:meth:`_prepare_many` of a big batch, a slice at a time (what it returns).
+
+        Each record is prepared on its own data alone, so slicing changes nothing
+        but the working set: columns of a few thousand values stay in the CPU caches.
+        """
+        if len(rows) <= PREPARE_SLICE:
+            return self._prepare_many(et, plan, rows, actor, via)
+        prepared: list[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], str | None]]
+        prepared = []
+        bad: dict[int, dict[str, list[Text]]] = {}
+        columns: dict[str, list[Any]] = {}
+        whole = True  # every slice came back with its columns
+        for start in range(0, len(rows), PREPARE_SLICE):
+            part, part_bad, part_columns = self._prepare_many(
+                et, plan, rows[start : start + PREPARE_SLICE], actor, via
+            )
+            prepared.extend((i + start, v, t, o) for i, v, t, o in part)
+            bad.update((i + start, errors) for i, errors in part_bad.items())
+            if whole and part_columns:
+                for name, values in part_columns.items():
+                    columns.setdefault(name, []).extend(values)
+            else:
+                whole = False
+        return prepared, bad, (columns if whole else {})
+
+    def _prepare_many(
+        self,
+        et: EntityTable,
+        plan: _EntityPlan,
+        rows: Sequence[Mapping[str, Any]],
+        actor: Actor,
+        via: str,
+    ) -> tuple[
+        list[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], str | None]],
+        dict[int, dict[str, list[Text]]],
+        dict[str, list[Any]],
+    ]:
+        """:meth:`_prepare` and :meth:`_validate` of a whole batch, column by column.
+
+        Each field is coerced and checked over its column with one call of its
+        kind (``coerce_many`` / ``validate_many``); defaults, computed fields,
+        conditions and rules run per record through ``Compiled.evaluate_many``
+        with one context. That finds *which* records are bad; those, and records
+        the column plan does not cover (an ``owner``, child rows, a locked, status
+        or unknown key), then go through :meth:`_prepare` and :meth:`_validate`
+        one by one, so their values and messages are exactly a single create's.
+        Returns ``(index, values, tables, owner)`` per record and the errors of
+        the bad ones, both in index order, and the values by field (the columns,
+        when no record went one by one; else empty).
+        """
+        entity = et.entity
+        n = len(rows)
+        locked = self._locked_fields(actor, entity.name, via)
+        keys = plan.batch_keys - locked
+        if via not in ("flow", "system"):
+            keys -= self._status_fields.get(entity.name, set())
+        fast = [i for i, d in enumerate(rows) if keys.issuperset(d)]
+        slow = set(range(n)).difference(fast) if len(fast) < n else set()
+        frows = rows if not slow else [rows[i] for i in fast]
+        m = len(frows)
+        suspect: set[int] = set()  # positions in frows
+
+        # 1. Coerce every input column; note where a key is missing (defaults go there).
+        names = plan.plain_names
+        columns: dict[str, list[Any]] = {}
+        missing: dict[str, list[int]] = {}
+        for p in plan.plain:
+            name = p.name
+            if all(map(operator.contains, frows, repeat(name))):
+                raw = [d[name] for d in frows]
+            else:
+                raw = [d.get(name, _MISSING) for d in frows]
+                missing[name] = [j for j, v in enumerate(raw) if v is _MISSING]
+                raw = [None if v is _MISSING else v for v in raw]
+            column, errors = p.kind.coerce_many(p.field, raw)
+            suspect.update(errors)
+            columns[name] = column
+        records: list[dict[str, Any]] = [{} for _ in range(m)]
+        for name in names:  # filled column by column: cheaper than a dict(zip()) per record
+            for record, value in zip(records, columns[name], strict=True):
+                record[name] = value
+        table_names = [p.name for p in plan.tables]
+        tables_of: list[dict[str, list[dict[str, Any]]]] = [
+            {t: [] for t in table_names} for _ in range(m)
+        ]
+        warnings: list[Text] = []
+        # Child tables are empty for every record here (rows with any go one by one).
+        ctx = self._context({}, {t: [] for t in table_names}, actor, None, warnings)
+
+        # 2. Defaults, in the plan's order, where the key was missing.
+        for p in plan.defaults:
+            where = missing.get(p.name)
+            if not where:
+                continue
+            f = p.field
+            column = columns[p.name]
+            if f.default_formula is not None:
+                compiled = f.default_formula.compiled
+                results, errs = compiled.evaluate_many(ctx, [records[j] for j in where])
+                suspect.update(where[k] for k in errs)
+                fitted, failed = p.kind.coerce_many(f, results)
+                suspect.update(where[k] for k in failed)
+                for j, v in zip(where, fitted, strict=True):
+                    records[j][p.name] = column[j] = v
+            elif f.default is not None:
+                try:
+                    value = p.coerce(f, f.default)
+                except FieldValueError:
+                    suspect.update(where)
+                    continue
+                for j in where:
+                    records[j][p.name] = column[j] = value
+
+        # 3. Computed fields in dependency order.
+        steps = zip(plan.computed, plan.computed_steps, strict=True)
+        for computed, (name, compiled, _coerce, f, quantum) in steps:
+            results, errs = compiled.evaluate_many(ctx, records)
+            suspect.update(errs)
+            if quantum is not None:
+                results = [
+                    r.quantize(quantum, rounding=ROUND_HALF_UP) if isinstance(r, Decimal) else r
+                    for r in results
+                ]
+            column, failed = computed.kind.coerce_many(f, results)
+            suspect.update(failed)
+            columns[name] = column
+            for record, v in zip(records, column, strict=True):
+                record[name] = v
+
+        # 4. The checks of _validate, per field over its column.
+        for plain_checks, name, f, required_plain, _check, p in plan.validators:
+            if f.kind == "autonumber":
+                continue  # numbered after the checks: blank here, and never required
+            if p.is_table:
+                if f.min_rows is not None and f.min_rows > 0:
+                    suspect.update(range(m))
+                continue
+            column = columns.get(name)
+            if column is None:
+                column = [record.get(name) for record in records]
+            blank = (
+                []
+                if all(column)  # None, "" and [] are all falsy
+                else [
+                    j
+                    for j, v in enumerate(column)
+                    if v is None or (not v and type(v) not in _NUMBERS and (v == "" or v == []))
+                ]
+            )
+            if blank:
+                if plain_checks:
+                    if required_plain:
+                        suspect.update(blank)
+                elif f.kind != "autonumber" and (f.required or f.required_if is not None):
+                    needs = self._needs_value(ctx, f, [records[j] for j in blank])
+                    suspect.update(j for j, need in zip(blank, needs, strict=True) if need)
+                if any(column[j] is not None for j in blank):  # "" or []: not validated
+                    column = list(column)
+                    for j in blank:
+                        column[j] = None
+            suspect.update(p.kind.validate_many(f, column))
+        for rule in plan.rules["create"]:
+            results, errs = rule.check.compiled.evaluate_many(ctx, records)
+            suspect.update(j for j, r in enumerate(results) if not r)
+
+        # 5. Who may create what they wrote.
+        policy = None if actor.is_system else self.access
+        if policy is not None:
+            owner = actor.name
+            for j, record in enumerate(records):
+                if not policy.can_create(
+                    actor, entity.name, {**record, **tables_of[j], "owner": owner}
+                ):
+                    suspect.add(j)
+
+        # 6. The rows the columns did not settle, one by one as a single create.
+        if slow or suspect:
+            position = dict(enumerate(fast)) if slow else None
+            again = slow | {position[j] if position else j for j in suspect}
+        else:
+            again = set()
+        prepared: list[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], str | None]]
+        if slow:
+            prepared = [None] * n  # type: ignore[list-item]
+            for j, i in enumerate(fast):
+                prepared[i] = (i, records[j], tables_of[j], actor.name)
+        else:
+            prepared = [(i, records[i], tables_of[i], actor.name) for i in range(n)]
+        bad: dict[int, dict[str, list[Text]]] = {}
+        for i in sorted(again):
+            values, tables, owner, errors = self._prepare_one(et, plan, rows[i], actor, via)
+            if errors:
+                bad[i] = errors.by_field
+            prepared[i] = (i, values, tables, owner)
+        return prepared, bad, ({} if again else columns)
+
+    def _needs_value(self, ctx: EvalContext, f: Field, records: list[dict[str, Any]]) -> list[bool]:
+        """Per record: whether ``f`` is required there (visible, and required or required_if)."""
+        needs = [True] * len(records)
+        if f.visible_if is not None:
+            shown, _errs = f.visible_if.compiled.evaluate_many(ctx, records)
+            needs = [bool(v) for v in shown]
+        if not f.required and f.required_if is not None:
+            wanted, _errs = f.required_if.compiled.evaluate_many(ctx, records)
+            needs = [a and bool(b) for a, b in zip(needs, wanted, strict=True)]
+        return needs
+
+    def _prepare_one(
+        self,
+        et: EntityTable,
+        plan: _EntityPlan,
+        data: Mapping[str, Any],
+        actor: Actor,
+        via: str,
+    ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]], str | None, _Errors]:
+        """One record of a batch as :meth:`create` prepares and checks it (no database)."""
+        errors = _Errors()
+        values, tables, owner, _warnings, ctx = self._prepare(
+            et, plan, data, actor, via, None, errors
+        )
+        self._validate(plan, values, tables, ctx, errors, actor)
+        policy = None if actor.is_system else self.access
+        if policy is not None and not policy.can_create(
+            actor, et.entity.name, {**values, **tables, "owner": owner}
+        ):
+            errors.add(RECORD_ERROR, PermissionDenied.default_message)
+        return values, tables, owner, errors
+
     def _import_audit_rows(
         self,
         et: EntityTable,
         plan: _EntityPlan,
         prepared: Sequence[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], Any]],
+        column: Callable[[str], list[Any]],
         ids: Sequence[int],
         added: Mapping[str, Sequence[int]],
         actor: Actor,
@@ -2188,24 +2446,22 @@ class RecordService:
         turns a record's column back into its "create" entry.
         """
         names = [p.name for p in plan.checks if not p.is_table]
+        # Each field's values as the engine's JSON serializer writes them (Decimal as
+        # str, date as ISO), converted in bulk: the stored JSON is the same text.
+        plain: dict[str, list[Any]] = {}
+        for name in names:
+            values = column(name)
+            t = type(values[0]) if values else None
+            if t is Decimal or t is date:
+                convert: Callable[[Any], Any] = str if t is Decimal else date.isoformat
+                values = [convert(x) if type(x) is t else _json_plain(x) for x in values]
+            plain[name] = values
         out: list[dict[str, Any]] = []
         for start in range(0, len(prepared), IMPORT_AUDIT_CHUNK):
-            part = prepared[start : start + IMPORT_AUDIT_CHUNK]
-            part_ids = ids[start : start + IMPORT_AUDIT_CHUNK]
-            rows = [v for _, v, _, _ in part]
-            columns: dict[str, list[Any]] = {}
-            for name in names:
-                column = [v.get(name) for v in rows]
-                first = column[0]
-                t = type(first)
-                if t is Decimal or t is date:
-                    # The JSON the serializer would write for them (str / ISO), in bulk.
-                    convert = str if t is Decimal else date.isoformat
-                    column = [
-                        convert(x) if type(x) is t else _json_plain(x)  # type: ignore[arg-type]
-                        for x in column
-                    ]
-                columns[name] = column
+            end = start + IMPORT_AUDIT_CHUNK
+            part = prepared[start:end]
+            part_ids = ids[start:end]
+            columns = {name: values[start:end] for name, values in plain.items()}
             changes: dict[str, Any] = {
                 "rows": len(part),
                 "source": source,
@@ -2251,16 +2507,38 @@ class RecordService:
         """
         if not rows:
             return []
+        columns = {key: [r[key] for r in rows] for key in rows[0]}
+        return self._insert_columns(conn, table, columns, len(rows), want_ids=want_ids)
+
+    def _insert_columns(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        columns: Mapping[str, Sequence[Any]],
+        count: int,
+        *,
+        want_ids: bool = True,
+        constants: Mapping[str, Any] | None = None,
+    ) -> list[int]:
+        """:meth:`_insert_rows` of ``count`` rows given column by column (``column -> values``).
+
+        ``constants``: columns with one value for every row (converted once).
+        """
+        if not count:
+            return []
         dialect = conn.dialect
+        if constants:
+            columns = {**columns, **{k: [v] * count for k, v in constants.items()}}
+        keys = list(columns)
         if dialect.name != "sqlite":
+            rows = [dict(zip(keys, t, strict=True)) for t in zip(*columns.values(), strict=True)]
             if not want_ids:
-                conn.execute(table.insert(), list(rows))
+                conn.execute(table.insert(), rows)
                 return []
             result = conn.execute(
-                table.insert().returning(table.c.id, sort_by_parameter_order=True), list(rows)
+                table.insert().returning(table.c.id, sort_by_parameter_order=True), rows
             )
             return [int(r[0]) for r in result]
-        keys = list(rows[0])
         ids: list[int] = []
         if want_ids:
             # AUTOINCREMENT tables: past the highest id ever used, not just the highest
@@ -2270,7 +2548,7 @@ class RecordService:
                 "SELECT seq FROM sqlite_sequence WHERE name = ?", (table.name,)
             ).scalar()
             first = max(int(last or 0), int(used or 0)) + 1
-            ids = list(range(first, first + len(rows)))
+            ids = list(range(first, first + count))
         names = (["id"] if want_ids else []) + keys
         preparer = dialect.identifier_preparer
         sql = (
@@ -2279,18 +2557,23 @@ class RecordService:
             f"VALUES ({', '.join('?' for _ in names)})"
         )
         processors = [table.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in keys]
-        columns: list[Sequence[Any]] = [ids] if want_ids else []
+        params: list[Sequence[Any]] = [ids] if want_ids else []
         for key, proc in zip(keys, processors, strict=True):
-            column = [r[key] for r in rows]
+            column = columns[key]
             if proc is not None:
                 first_value = column[0]
-                if all(v is first_value for v in column):
+                if (constants and key in constants) or (
+                    column[-1] is first_value and all(v is first_value for v in column)
+                ):
                     done = proc(first_value)
                     column = [done] * len(column)
+                elif isinstance(table.c[key].type, sa.Date) and proc(_A_DATE) == _A_DATE_TEXT:
+                    # SQLite's date processor writes what date.isoformat() does.
+                    column = [v.isoformat() if type(v) is date else proc(v) for v in column]
                 else:
                     column = [proc(v) for v in column]
-            columns.append(column)
-        conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+            params.append(column)
+        conn.exec_driver_sql(sql, list(zip(*params, strict=True)))
         return ids
 
     def _bulk_db_checks(
@@ -2302,7 +2585,11 @@ class RecordService:
     ) -> Iterator[tuple[int, str, Text]]:
         """Ref existence and uniqueness for a whole batch, one query per field and chunk."""
         entity = et.entity
-        by_index = {i: v for i, v, _, _ in prepared}
+        by_index = (
+            {i: v for i, v, _, _ in prepared}
+            if any(f.unique for f in entity.fields.values())
+            else {}
+        )
         if not actor.is_system and any(self._file_fields[entity.name]):
             places = [
                 (i, place)
@@ -2315,12 +2602,15 @@ class RecordService:
                     yield i, error_key, MSG_FILE_FORGED
         for name, f in entity.fields.items():
             if f.kind == "ref" and f.to:
-                wanted = {v[name] for _, v, _, _ in prepared if v.get(name) is not None}
+                refs = [v.get(name) for _, v, _, _ in prepared]
+                wanted = set(refs)
+                wanted.discard(None)
                 found = self._existing_ids(conn, f.to, wanted, actor)
-                label = self.blueprint.entities[f.to].label
-                for i, v, _, _ in prepared:
-                    if v.get(name) is not None and v[name] not in found:
-                        yield i, name, _per_language(MSG_REF_MISSING, entity=label, id=v[name])
+                if not wanted <= found:  # (else every ref is there: no record to look at)
+                    label = self.blueprint.entities[f.to].label
+                    for (i, _, _, _), ref in zip(prepared, refs, strict=True):
+                        if ref is not None and ref not in found:
+                            yield i, name, _per_language(MSG_REF_MISSING, entity=label, id=ref)
             if f.unique:
                 seen: dict[Any, int] = {}
                 probes: dict[Any, list[int]] = defaultdict(list)
@@ -2385,9 +2675,13 @@ class RecordService:
 
     def _allocate_autonumbers_bulk(
         self, conn: Connection, et: EntityTable, rows: Sequence[dict[str, Any]], now: datetime
-    ) -> None:
-        """Reserve one block of sequence numbers per autonumber field for a batch."""
+    ) -> list[str]:
+        """Reserve one block of sequence numbers per autonumber field for a batch.
+
+        Returns the names of the fields it numbered.
+        """
         local_now = now.astimezone(self.tz)
+        numbered: list[str] = []
         for name, f in et.entity.fields.items():
             if f.kind != "autonumber":
                 continue
@@ -2402,6 +2696,8 @@ class RecordService:
             numbers = autonumber_kind.render_many(f, first, len(need), local_now)
             for values, number in zip(need, numbers, strict=True):
                 values[name] = number
+            numbered.append(name)
+        return numbered
 
 
 class BatchInvalid(RecordInvalid):

@@ -798,3 +798,41 @@ def test_compiled_repr_and_reuse() -> None:
     f: Compiled = compile_formula("qty * 2", SCOPE)
     assert repr(f) == "Compiled('qty * 2', type=number)"
     assert [f.evaluate(EvalContext({"qty": n})) for n in (1, 2, None)] == [2, 4, None]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "amount * probability / 100",
+        "amount / probability",  # division by zero: blank and a warning
+        "IF(stage == 'won', amount, 0) + SUM(lines.qty)",
+        "LEN(name) > 3 and stage != 'lost'",
+        "amount * amount * amount * amount",  # too large for some records
+    ],
+)
+def test_evaluate_many_gives_what_evaluate_gives_per_record(source: str) -> None:
+    formula = compile_formula(source, SCOPE)
+    records = [
+        {**RECORD, "amount": Decimal("1200.50"), "probability": 60},
+        {**RECORD, "amount": None, "stage": "won"},
+        {**RECORD, "probability": 0, "name": "AB"},
+        {**RECORD, "amount": Decimal("9" * 9), "stage": "lost"},
+        {**RECORD, "amount": 3, "probability": 4.5},
+    ]
+    expected: list[Any] = []
+    failures: dict[int, str] = {}
+    single_warnings: list[Any] = []
+    for i, record in enumerate(records):
+        one = ctx(record, warnings=single_warnings)
+        try:
+            expected.append(formula.evaluate(one))
+        except ExpressionError as exc:
+            expected.append(None)
+            failures[i] = exc.message("en")
+    shared = ctx({}, warnings=[])
+    before = shared.values
+    results, errors = formula.evaluate_many(shared, records)
+    assert results == expected
+    assert {i: e.message("en") for i, e in errors.items()} == failures
+    assert shared.warnings == single_warnings
+    assert shared.values is before  # put back after the batch

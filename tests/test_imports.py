@@ -642,3 +642,24 @@ def test_the_import_command(world: World) -> None:
     assert forbidden.exit_code == 1 and "may not create" in forbidden.stderr
     unknown = runner.invoke(import_command, [str(CRM), "nothing", str(good), *db])
     assert unknown.exit_code == 1 and "no entity" in unknown.stderr
+
+
+def test_mapped_columns_after_an_unmapped_one_blank_and_short_rows(world: World) -> None:
+    """The picked cells of a row: mapped columns anywhere, blank cells, short rows."""
+    path = world.csv(
+        "colour,name,phone,email\n"
+        "red,甲公司,   ,a@example.com\n"
+        "blue,乙公司,021-5555 0001\n"
+        "green,丙公司,021-5555 0002,c@example.com\n"
+    )
+    result = world.run("customer", path)
+    assert result.ok and result.created == 3, result.errors
+    rows = {r["name"]: r for r in world.records.list_records("customer").rows}
+    assert (rows["甲公司"]["phone"], rows["甲公司"]["email"]) == (None, "a@example.com")
+    assert (rows["乙公司"]["phone"], rows["乙公司"]["email"]) == ("02155550001", None)
+    assert (rows["丙公司"]["phone"], rows["丙公司"]["email"]) == ("02155550002", "c@example.com")
+    apart = world.csv("phone,colour,name\n021-5555 0003,red,丁公司\n")  # mapped: 1st and 3rd
+    result = world.run("customer", apart)
+    assert result.ok and result.created == 1
+    rows = {r["name"]: r for r in world.records.list_records("customer").rows}
+    assert rows["丁公司"]["phone"] == "02155550003"

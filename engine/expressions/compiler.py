@@ -10,7 +10,7 @@ blueprints and the benchmark.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -124,6 +124,52 @@ class Compiled:
         if self._finite and type(result) is Decimal and not result.is_finite():
             raise ExpressionError(NOT_FINITE_RESULT, source=self.source)
         return result
+
+    def evaluate_many(
+        self, ctx: EvalContext, records: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[Any], dict[int, ExpressionError]]:
+        """:meth:`evaluate` once per record of a batch, in one call.
+
+        ``ctx`` is used for each record in turn with ``values`` set to it (and put
+        back after). Returns the results (None where it failed) and the errors by
+        position: exactly what :meth:`evaluate` gives or raises for each record,
+        without its per-call overhead.
+        """
+        n = len(records)
+        if self.aggregate or self.cost > ctx.budget:
+            try:
+                self.evaluate(ctx)
+            except ExpressionError as exc:
+                return [None] * n, dict.fromkeys(range(n), exc)
+        fn = self._fn
+        cost = self.cost
+        finite = self._finite
+        out: list[Any] = []
+        append = out.append
+        errors: dict[int, ExpressionError] = {}
+        saved = ctx.values
+        try:
+            for i, values in enumerate(records):
+                ctx.values = values
+                ctx.steps = cost
+                try:
+                    result = fn(ctx)
+                except ExpressionError as exc:
+                    if not exc.source:
+                        exc.source = self.source
+                    errors[i] = exc
+                    result = None
+                except Exception as exc:  # every other failure becomes an ExpressionError too
+                    errors[i] = self._failure(exc)
+                    result = None
+                else:
+                    if finite and type(result) is Decimal and not result.is_finite():
+                        errors[i] = ExpressionError(NOT_FINITE_RESULT, source=self.source)
+                        result = None
+                append(result)
+        finally:
+            ctx.values = saved
+        return out, errors
 
     def evaluate_rows(self, rows: Iterable[Mapping[str, Any]], ctx: EvalContext) -> Any:
         """A KPI measure computed in Python over the given records (the SQL-independent oracle)."""

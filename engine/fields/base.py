@@ -152,6 +152,14 @@ def is_blank(raw: Any) -> bool:
     return False
 
 
+def has_bad_char(text: str) -> bool:
+    """Whether ``text`` holds a control character or a lone surrogate (one scan).
+
+    Newlines are allowed, so a column can be checked at once joined by ``\\n``.
+    """
+    return _BAD_CHARS.search(text) is not None
+
+
 def bad_char_message(text: str) -> Text | None:
     """A message if ``text`` holds a control character or a lone surrogate."""
     found = _BAD_CHARS.search(text)
@@ -328,6 +336,44 @@ class FieldKind:
         if value is None:
             return []
         return self.check_value(field, value)
+
+    def coerce_many(self, field: Field, raws: Sequence[Any]) -> tuple[list[Any], dict[int, Text]]:
+        """:meth:`coerce` over a whole column: the values and the errors by position.
+
+        For batches (imports): one call per column instead of one per cell. A value
+        that fails is ``None`` in the list and its message is in the errors. Kinds
+        override this with a vectorised version that gives exactly the results of
+        :meth:`coerce` cell by cell (this default is that loop).
+        """
+        coerce = self.coerce
+        out: list[Any] = []
+        errors: dict[int, Text] = {}
+        append = out.append
+        for i, raw in enumerate(raws):
+            try:
+                append(coerce(field, raw))
+            except FieldValueError as exc:
+                errors[i] = exc.text
+                append(None)
+        return out, errors
+
+    def validate_many(self, field: Field, values: Sequence[Any]) -> dict[int, list[Text]]:
+        """:meth:`validate` over a column of values :meth:`coerce` gave: messages by position.
+
+        Positions without messages are left out. Kinds may override it with a
+        vectorised version giving exactly the messages of :meth:`validate` for
+        such values (it may rely on what coercion already guarantees).
+        """
+        if type(self).check_value is FieldKind.check_value:
+            return {}
+        check = self.check_value
+        out: dict[int, list[Text]] = {}
+        for i, value in enumerate(values):
+            if value is not None:
+                messages = check(field, value)
+                if messages:
+                    out[i] = messages
+        return out
 
     def to_json(self, field: Field, value: Any) -> Any:
         """The canonical value as plain JSON (API output)."""

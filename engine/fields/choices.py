@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.errors import Problem
@@ -161,6 +161,23 @@ def label_of(field: Field, value: str, lang: str) -> str:
     return opt.label.get(normalise_lang(lang)) or value
 
 
+def _exact_inputs(field: Field) -> dict[str, str]:
+    """Text that names an option as it is (no spaces around) -> the option's value.
+
+    What :func:`resolve` finds for such text: an option's value first, else the
+    first option (in order) with that zh or en label.
+    """
+    table: dict[str, str] = {}
+    for opt in field.options:
+        for label in (opt.label.zh, opt.label.en):
+            if label and label == label.strip():
+                table.setdefault(label, opt.value)
+    for opt in field.options:
+        if isinstance(opt.value, str) and opt.value == opt.value.strip():
+            table[opt.value] = opt.value
+    return table
+
+
 class ChoiceKind(FieldKind):
     """One option out of ``options``."""
 
@@ -170,6 +187,38 @@ class ChoiceKind(FieldKind):
     storage = "text"
     widget = "select"
     type_name = "text"
+
+    def coerce_many(self, field: Field, raws: Sequence[Any]) -> tuple[list[Any], dict[int, Text]]:
+        cls = type(self)
+        if cls.coerce is not FieldKind.coerce or cls.parse is not ChoiceKind.parse:
+            return super().coerce_many(field, raws)
+        if not set(map(type, raws)) <= {str, type(None)}:
+            return super().coerce_many(field, raws)
+        table = _exact_inputs(field)
+        out = [table.get(raw) if raw is not None else None for raw in raws]
+        misses = [i for i, (raw, v) in enumerate(zip(raws, out, strict=True)) if v is None and raw]
+        if not misses:
+            return out, {}
+        # Spaces around, blank text, unknown options: cell by cell, as coerce() does.
+        errors: dict[int, Text] = {}
+        for i in misses:
+            try:
+                out[i] = self.coerce(field, raws[i])
+            except FieldValueError as exc:
+                errors[i] = exc.text
+        return out, errors
+
+    def validate_many(self, field: Field, values: Sequence[Any]) -> dict[int, list[Text]]:
+        if type(self).check_value is not ChoiceKind.check_value:
+            return super().validate_many(field, values)
+        allowed = {o.value for o in field.options}
+        out: dict[int, list[Text]] = {}
+        for i, v in enumerate(values):
+            if v is not None and (type(v) is not str or v not in allowed):
+                messages = self.check_value(field, v)
+                if messages:
+                    out[i] = messages
+        return out
 
     def parse(self, field: Field, raw: Any) -> Any:
         value = resolve(field, raw)

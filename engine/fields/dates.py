@@ -18,7 +18,7 @@ the business zone: ``2026年11月27日 16:30`` (zh), ``Nov 27, 2026, 4:30 PM`` (
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
@@ -79,6 +79,8 @@ def using_timezone(tz: str | tzinfo) -> Iterator[tzinfo]:
 _MAX_DATE_TEXT = 64
 _YMD = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$")
 _YMD_ZH = re.compile(r"^(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日?$")
+#: Lines of ``YYYY-MM-DD`` (what DateKind reads the same as ``date.fromisoformat``).
+_ISO_DATES = re.compile(r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2}\n)*[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _COMPACT = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 _DATETIME = re.compile(
     r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})"
@@ -149,6 +151,31 @@ class DateKind(FieldKind):
         if type(raw) is date and type(self).parse is DateKind.parse:
             return raw  # already canonical: what parse() returns for a date
         return super().coerce(field, raw)
+
+    def coerce_many(self, field: Field, raws: Sequence[Any]) -> tuple[list[Any], dict[int, Text]]:
+        cls = type(self)
+        if cls.coerce is DateKind.coerce and cls.parse is DateKind.parse:
+            types = set(map(type, raws))
+            if types <= {date, type(None)}:
+                return list(raws), {}  # already canonical
+            if types == {str}:
+                # A column of ISO dates (CSV): one check of the shape, then the C parser.
+                joined = "\n".join(raws)
+                if joined.count("\n") == len(raws) - 1 and _ISO_DATES.fullmatch(joined):
+                    try:
+                        return [date.fromisoformat(t) for t in raws], {}
+                    except ValueError:
+                        pass  # an impossible date (2024-02-30): cell by cell for its message
+        return super().coerce_many(field, raws)
+
+    def validate_many(self, field: Field, values: Sequence[Any]) -> dict[int, list[Text]]:
+        if (
+            type(self).check_value is DateKind.check_value
+            and field.min is None
+            and field.max is None
+        ):
+            return {}  # check_value has nothing to check
+        return super().validate_many(field, values)
 
     def parse(self, field: Field, raw: Any) -> Any:
         if isinstance(raw, datetime):

@@ -7,7 +7,7 @@ service, not here.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.errors import Problem
@@ -42,6 +42,25 @@ class RefKind(FieldKind):
         if type(raw) is int and 0 < raw <= INT64_MAX and type(self).parse is RefKind.parse:
             return raw  # already a valid id: what parse() returns for it
         return super().coerce(field, raw)
+
+    def coerce_many(self, field: Field, raws: Sequence[Any]) -> tuple[list[Any], dict[int, Text]]:
+        if (
+            type(self).coerce is RefKind.coerce
+            and type(self).parse is RefKind.parse
+            and set(map(type, raws)) <= {int, type(None)}
+            and all(0 < r <= INT64_MAX for r in raws if r is not None)
+        ):
+            return list(raws), {}  # valid ids (or blank) already: what coerce() gives
+        return super().coerce_many(field, raws)
+
+    def validate_many(self, field: Field, values: Sequence[Any]) -> dict[int, list[Text]]:
+        if (
+            type(self).check_value is RefKind.check_value
+            and set(map(type, values)) <= {int, type(None)}
+            and all(0 < v <= INT64_MAX for v in values if v is not None)
+        ):
+            return {}
+        return super().validate_many(field, values)
 
     def parse(self, field: Field, raw: Any) -> Any:
         if isinstance(raw, Mapping) and "id" in raw:

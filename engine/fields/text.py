@@ -10,6 +10,7 @@ break CSV/XLSX export and cannot be stored as UTF-8.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,6 +21,7 @@ from engine.fields.base import (
     FieldValueError,
     bad_char_message,
     clean_text,
+    has_bad_char,
     is_int,
     nfkc,
     show,
@@ -69,6 +71,39 @@ class TextKind(FieldKind):
         if message is not None:
             raise FieldValueError(message)
         return self.normalise(field, text)
+
+    def coerce_many(self, field: Field, raws: Sequence[Any]) -> tuple[list[Any], dict[int, Text]]:
+        # A column of plain strings (the usual import) is checked as a whole: one
+        # length test and one scan for bad characters over all cells at once. Any
+        # surprise (another type, a long or bad cell, a kind that normalises) and
+        # the column goes cell by cell through coerce() instead.
+        cls = type(self)
+        if (
+            cls.coerce is not TextKind.coerce
+            or cls.parse is not TextKind.parse
+            or cls.normalise is not TextKind.normalise
+            or set(map(type, raws)) != {str}
+        ):
+            return super().coerce_many(field, raws)
+        stripped = [s.strip() for s in raws]
+        if max(map(len, stripped), default=0) > self.limit(field) or has_bad_char(
+            "\n".join(stripped)
+        ):
+            return super().coerce_many(field, raws)
+        return (stripped if all(stripped) else [s or None for s in stripped]), {}
+
+    def validate_many(self, field: Field, values: Sequence[Any]) -> dict[int, list[Text]]:
+        if (
+            type(self).check_value is TextKind.check_value
+            and not field.pattern
+            and not (is_int(field.min_length) and field.min_length)
+        ):
+            # Only the length can fail: check the longest (str values only).
+            limit = self.limit(field)
+            present = [v for v in values if v is not None]
+            if set(map(type, present)) <= {str} and max(map(len, present), default=0) <= limit:
+                return {}
+        return super().validate_many(field, values)
 
     def parse(self, field: Field, raw: Any) -> Any:
         return self.normalise(field, clean_text(raw, self.limit(field), what=self.noun))

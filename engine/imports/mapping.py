@@ -45,9 +45,10 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -611,6 +612,10 @@ class _ChildCursor:
             yield row
 
 
+def _same_list(cells: list[Any]) -> list[Any]:
+    return cells
+
+
 def _child_data(cells: list[Any], columns: Mapping[int, str]) -> dict[str, Any] | None:
     data = {name: cells[i] for i, name in columns.items() if not _is_blank(cells[i])}
     return data or None
@@ -633,33 +638,58 @@ class ItemReader:
             for n, f in entity.fields.items()
             if f.kind in ("text", "long_text", "phone", "email", "url", "autonumber")
         )
+        mapped = {t.name for t in layout.targets if t.kind == "field"}
+        self._texts_mapped = [n for n in self.texts if n in mapped]
+        self._owner_index = layout.field_columns.get("owner")
+        self._texts_only = layout.main.texts_only
+        plain = [(i, t.name) for i, t in enumerate(layout.targets) if t.kind == "field"]
+        #: The field names of the mapped cells and the cells' picker: a row's data is
+        #: ``dict(zip(names, pick(cells)))``, built in C (a later column wins, as before).
+        self._names = tuple(name for _i, name in plain)
+        indices = [i for i, _name in plain]
+        self._pick: Callable[[list[Any]], Iterable[Any]]
+        if indices == list(range(len(indices))):
+            self._pick = _same_list  # the mapped columns are the first ones, in order
+        elif len(indices) == 1:
+            only = indices[0]
+            self._pick = lambda cells: (cells[only],)
+        else:
+            self._pick = itemgetter(*indices)
 
     def unmatched(self) -> Iterator[tuple[str, SourceRow]]:
         for cursor in self.cursors.values():
             for row in cursor.leftovers():
                 yield cursor.layout.sheet.name, row
 
-    def _start(self, row: SourceRow, plain: list[tuple[int, str]]) -> Item:
+    def _start(self, row: SourceRow) -> Item:
         layout = self.layout
         cells = row.cells
-        data: dict[str, Any] = {}
-        blanks: list[str] = []
-        for i, name in plain:
-            value = cells[i]
-            if value is None or (type(value) is str and not value.strip()):
-                blanks.append(name)
-            elif name in self.texts and type(value) in _WHEN:
-                data[name] = _when_text(value)  # a date Excel made of a text cell
-            else:
-                data[name] = value
-        owner_index = layout.field_columns.get("owner")
+        # All cells first, then the blank ones taken out: one dict built in C (the
+        # picked cells may run past the names: the unmapped columns after them).
+        data: dict[str, Any] = dict(zip(self._names, self._pick(cells), strict=False))
+        blanks: list[str]
+        if self._texts_only and None not in cells and "" not in map(str.strip, cells):
+            blanks = []  # a CSV row without a blank cell: all str, no date (the common case)
+        else:
+            blanks = [
+                name
+                for name, value in data.items()
+                if value is None or (type(value) is str and not value.strip())
+            ]
+            for name in blanks:
+                del data[name]
+            for name in self._texts_mapped:
+                value = data.get(name)
+                if isinstance(value, _WHEN):
+                    data[name] = _when_text(value)  # a date Excel made of a text cell
+        owner_index = self._owner_index
         key_index = layout.key_index
         return Item(
             row=row,
             rows=[row],
             data=data,
             blanks=blanks,
-            children={t: [] for t in layout.inline},
+            children={t: [] for t in layout.inline} if layout.inline else {},
             problems=[
                 Problem(layout.main.name, row.number, col, _key_for(layout.targets, col), msg)
                 for col, msg in row.problems
@@ -677,6 +707,8 @@ class ItemReader:
                 item.children[table].append(ChildRow(self.layout.main.name, row, data))
 
     def _finish(self, item: Item) -> Item:
+        if not self.cursors:
+            return item
         for table, cursor in self.cursors.items():
             key = _key_text(item.row.cells[cursor.layout.parent_index])
             rows = cursor.take(key)
@@ -694,7 +726,6 @@ class ItemReader:
         layout = self.layout
         main = layout.main
         targets = layout.targets
-        plain = [(i, t.name) for i, t in enumerate(targets) if t.kind == "field"]
         parent_columns = [i for i, t in enumerate(targets) if t.kind != "child"]
         inline = layout.inline
         current: Item | None = None
@@ -712,7 +743,7 @@ class ItemReader:
                     continue
             if current is not None:
                 yield self._finish(current)
-            current = self._start(row, plain)
+            current = self._start(row)
             if inline:
                 self._add_inline(current, row)
         if current is not None:

@@ -51,6 +51,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -99,6 +100,8 @@ class Sheet:
     header_row: int
     #: Warnings about the sheet's shape (cells right of the header ...).
     warnings: list[Text]
+    #: Every cell of a row of the header's width is a ``str`` (CSV), never None or a date.
+    texts_only: bool = False
 
     def rows(self) -> Iterator[SourceRow]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -257,6 +260,9 @@ class _Decoder:
 
 
 class _CsvSheet(Sheet):
+    #: Every cell a ``str`` (never a date, number or None) before the row is fitted.
+    texts_only = True
+
     def __init__(self, path: Path, name: str, limits: ImportLimits) -> None:
         self.name = name
         self.path = path
@@ -273,10 +279,14 @@ class _CsvSheet(Sheet):
             raise
 
     def _start(self, limits: ImportLimits) -> None:
-        self._lines = self._text_lines()
-        first = self._peek_first_line()
+        # The decoded lines go to the csv reader a block at a time, through C
+        # iterators (no Python frame per line); the first one also picks the delimiter.
+        blocks = self._text_blocks()
+        first_block = next(blocks, [])
+        first = first_block[0] if first_block else ""
         delimiter = max(_DELIMITERS, key=lambda d: (first.count(d), d == ","))
-        self._reader = csv.reader(self._line_iter(first), delimiter=delimiter)
+        lines = chain(first_block, chain.from_iterable(blocks))
+        self._reader = csv.reader(lines, delimiter=delimiter)
         self._number = 0
         self.header = []
         self.header_row = 0
@@ -291,7 +301,8 @@ class _CsvSheet(Sheet):
     def close(self) -> None:
         self._file.close()
 
-    def _text_lines(self) -> Iterator[str]:
+    def _text_blocks(self) -> Iterator[list[str]]:
+        """The file's lines (each with its ``\\n``), a list per block read."""
         pending = b""
         line_no = 1
         start = True
@@ -307,7 +318,7 @@ class _CsvSheet(Sheet):
             if not block:
                 if pending:
                     self.read_bytes += len(pending)
-                    yield self._decoder.decode(pending, line_no)
+                    yield [self._decoder.decode(pending, line_no)]
                 return
             data = pending + block if pending else block
             cut = data.rfind(b"\n")
@@ -326,18 +337,7 @@ class _CsvSheet(Sheet):
             lines = text.split("\n")
             lines.pop()  # after the last "\n"
             line_no += len(lines)
-            for line in lines:
-                yield line + "\n"
-
-    def _peek_first_line(self) -> str:
-        for line in self._lines:
-            return line
-        return ""
-
-    def _line_iter(self, first: str) -> Iterator[str]:
-        if first:
-            yield first
-        yield from self._lines
+            yield [line + "\n" for line in lines]
 
     def _records(self) -> Iterator[list[str]]:
         reader = self._reader
@@ -359,20 +359,45 @@ class _CsvSheet(Sheet):
     def rows(self) -> Iterator[SourceRow]:
         width = len(self.header)
         wide = self.limits.max_columns
+        max_rows = self.limits.max_rows
+        max_chars = self.limits.max_cell_chars
+        limits = self.limits
         count = 0
-        for cells in self._records():
-            if not cells or not "".join(cells).strip():
+        # The loop of _records inlined (one generator less per row); a row of the
+        # header's width with no cell over the limit is the common case, made here.
+        reader = self._reader
+        number = self._number
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                self._number = number
+                return
+            except csv.Error as exc:
+                line = reader.line_num
+                raise _refuse(
+                    f"第 {line} 行无法按 CSV 读取：{exc}",
+                    f"line {line} cannot be read as CSV: {exc}",
+                    line,
+                ) from None
+            number += 1
+            self._number = number
+            # A line of blank cells is skipped (the first cell decides most lines alone).
+            if not cells or not (cells[0].strip() or "".join(cells).strip()):
                 continue
             if len(cells) > wide:
                 raise _refuse(
-                    f"第 {self._number} 行有 {len(cells):,} 列，超过上限 {wide} 列",
-                    f"row {self._number} has {len(cells):,} columns, more than the limit of {wide}",
-                    self._number,
+                    f"第 {number} 行有 {len(cells):,} 列，超过上限 {wide} 列",
+                    f"row {number} has {len(cells):,} columns, more than the limit of {wide}",
+                    number,
                 )
             count += 1
-            if count > self.limits.max_rows:
-                raise _too_many_rows(self.limits, self.name)
-            yield _fit(cells, width, self._number, self.limits, self, texts=True)
+            if count > max_rows:
+                raise _too_many_rows(limits, self.name)
+            if len(cells) == width and max(map(len, cells)) <= max_chars:
+                yield SourceRow(number, cells, [])
+            else:
+                yield _fit(cells, width, number, limits, self, texts=True)
 
     def progress(self) -> float:
         return min(self.read_bytes / self.size, 1.0)

@@ -28,6 +28,7 @@ annotated report is streamed to disk.
 from __future__ import annotations
 
 import contextlib
+import gc
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -368,6 +369,19 @@ class _Run:
     # -- the loop ------------------------------------------------------------------
 
     def run(self, always_report: bool) -> None:
+        # A chunk allocates thousands of short-lived objects and hardly any cycles:
+        # the automatic collector would rescan them again and again. It is paused
+        # for the import and the young generations are collected after each chunk
+        # instead, so memory stays flat however long the file is.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._run(always_report)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _run(self, always_report: bool) -> None:
         result = self.result
         reader = ItemReader(self.layout)
         size = self.limits.chunk_size
@@ -380,6 +394,7 @@ class _Run:
                     if len(chunk) >= size:
                         self._chunk(conn, chunk)
                         chunk = []
+                        gc.collect(1)
                         self._progress()
                 if chunk:
                     self._chunk(conn, chunk)
@@ -452,6 +467,9 @@ class _Run:
 
     def _resolve_refs(self, conn: Connection, items: list[Item]) -> None:
         for name, column, target in self.ref_paths:
+            if column is None:
+                self._resolve_field(conn, items, name, target)
+                continue
             wanted: set[str] = set()
             for item in items:
                 if column is None:
@@ -474,6 +492,25 @@ class _Run:
                         if column in child.data:
                             key = f"{name}[{i}].{column}"
                             self._place(item, child.data, column, key, found, target, None, child)
+
+    def _resolve_field(self, conn: Connection, items: list[Item], name: str, target: str) -> None:
+        """:meth:`_resolve_refs` of a top-level ref field: each cell's text worked out once."""
+        cells = [
+            (item, v.strip() if type(v) is str else _text(v))
+            for item in items
+            if (v := item.data.get(name, _ABSENT)) is not _ABSENT
+        ]
+        wanted = {text for _item, text in cells}
+        wanted.discard("")
+        if not wanted:
+            return
+        found = self._lookup(conn, target, wanted)
+        for item, text in cells:
+            hit = found.get(text)
+            if type(hit) is int:
+                item.data[name] = hit
+            else:
+                self._place(item, item.data, name, name, found, target, item.row, None)
 
     def _place(
         self,
@@ -650,13 +687,15 @@ class _Run:
     # -- creates -------------------------------------------------------------------
 
     def _payload(self, item: Item, *, update: bool = False) -> dict[str, Any]:
+        owner = item.owner
+        if not update and owner is None and not self.mapped_tables:
+            return item.data  # nothing to add: the record service does not change its input
         data = dict(item.data)
         if update:
             problem_keys = {p.key for p in item.problems}
             for name in item.blanks:
                 if name not in problem_keys:
                     data[name] = None
-        owner = item.owner
         if owner is not None and not (isinstance(owner, str) and not owner.strip()):
             data["owner"] = owner if isinstance(owner, str) else str(owner)
         for table in self.mapped_tables:
@@ -822,6 +861,10 @@ class _Run:
             self._report().add(
                 sheet, row, [f"{header}: {message.get(self.options.lang)}"], {cs.key_index}
             )
+
+
+#: A cell not in a record's data (None is a value there: an XLSX cell's blank).
+_ABSENT = object()
 
 
 def _text(value: Any) -> str:
