@@ -83,7 +83,17 @@ FORMULA_KEYWORDS: frozenset[str] = frozenset(keyword.kwlist)
 #: Every word refused as an entity or field name (SQL ones in any letter case).
 RESERVED_WORDS: frozenset[str] = SQL_KEYWORDS | FORMULA_KEYWORDS
 #: Paths of the JSON API that an entity of the same name would shadow (/api/v1/tasks).
-API_ROUTE_NAMES: frozenset[str] = frozenset({"tasks"})
+API_ROUTE_NAMES: frozenset[str] = frozenset(
+    {"tasks", "forecast", "commissions", "kpis", "dashboards"}
+)
+#: What the check suggests instead of a name the API has taken.
+_API_ROUTE_ALTERNATIVES = {
+    "tasks": "approval_tasks",
+    "forecast": "forecast_entries",
+    "commissions": "commission_records",
+    "kpis": "kpi_records",
+    "dashboards": "dashboard_records",
+}
 
 #: Types of the system columns every record has (see ``model.SYSTEM_COLUMNS``).
 SYSTEM_TYPES: dict[str, Type] = {
@@ -98,6 +108,8 @@ SYSTEM_TYPES: dict[str, Type] = {
 SYSTEM_USER_FIELDS: frozenset[str] = frozenset({"owner", "created_by", "updated_by"})
 TIME_BUCKETS: frozenset[str] = frozenset({"day", "week", "month", "quarter", "year"})
 KPI_DIMENSIONS: frozenset[str] = TIME_BUCKETS | {"team"}
+#: Field kinds a KPI cannot group by (their values are lists, rows or files).
+UNGROUPABLE_KINDS: frozenset[str] = frozenset({"multi_choice", "table", "file"})
 NOTIFY_SPECIAL: frozenset[str] = frozenset({"submitter", "approvers"})
 
 Check = Callable[["Context"], Iterable[Problem]]
@@ -342,7 +354,10 @@ def reserved_names(ctx: Context) -> Iterator[Problem]:
                 where,
                 f"实体名 '{ename}' 已被 API 占用（/api/v1/{ename.lower()}）",
                 f"the entity name '{ename}' is taken by the API (/api/v1/{ename.lower()})",
-                T("换个名字，如 approval_tasks", "use another name, e.g. approval_tasks"),
+                T(
+                    f"换个名字，如 {_API_ROUTE_ALTERNATIVES[ename.lower()]}",
+                    f"use another name, e.g. {_API_ROUTE_ALTERNATIVES[ename.lower()]}",
+                ),
             )
         for path, f in all_fields(entity):
             where = ctx.key_at(path, f.location)
@@ -808,6 +823,17 @@ def kpis(ctx: Context) -> Iterator[Problem]:
                     [*entity.fields, *sorted(KPI_DIMENSIONS)],
                     T(f"指标 '{name}' ", f"KPI '{name}'"),
                 )
+            elif dim in entity.fields and entity.fields[dim].kind in UNGROUPABLE_KINDS:
+                yield _problem(
+                    ctx.at((*path, "by", index), kpi.location),
+                    f"不能按 '{dim}' 分组：{entity.fields[dim].kind} 字段的值是列表或文件",
+                    f"cannot group by '{dim}': a {entity.fields[dim].kind} field holds a "
+                    "list or a file",
+                    T(
+                        "按选项、人员、引用、布尔、文本或日期字段分组",
+                        "group by a choice, user, ref, boolean, text or date field",
+                    ),
+                )
             elif dim in TIME_BUCKETS and kpi.date is None:
                 yield _problem(
                     ctx.at((*path, "by", index), kpi.location),
@@ -860,7 +886,35 @@ def dashboards(ctx: Context) -> Iterator[Problem]:
                 )
         for index, widget in enumerate(board.widgets):
             wpath = (*path, "widgets", index)
+            if widget.kind == "commission":
+                if not bp.commissions:
+                    yield _problem(
+                        ctx.at((*wpath, "kind"), widget.location),
+                        "提成组件需要蓝图中定义 commissions（提成方案）",
+                        "a commission widget needs commission plans (commissions:)",
+                        T(
+                            "先在 commissions: 中定义提成方案，或换用其他组件类型",
+                            "define a plan under commissions: first, or use another kind",
+                        ),
+                    )
+                if widget.kpi is not None:
+                    yield _problem(
+                        ctx.at((*wpath, "kpi"), widget.location),
+                        "提成组件不写 kpi：它展示查看者所适用提成方案的结算",
+                        "a commission widget takes no kpi: it shows the viewer's plan",
+                        T("删除 kpi", "remove kpi"),
+                    )
+                continue
             if widget.kpi is None:
+                yield _problem(
+                    ctx.at((*wpath, "kind"), widget.location),
+                    f"{widget.kind} 组件需要 kpi（展示哪个指标）",
+                    f"a {widget.kind} widget needs a kpi (the KPI it shows)",
+                    T(
+                        f"可用：{listing(bp.kpis)}" if bp.kpis else "先在 kpis: 中定义指标",
+                        f"use one of: {listing(bp.kpis)}" if bp.kpis else "define a KPI first",
+                    ),
+                )
                 continue
             kpi = bp.kpis.get(widget.kpi)
             if kpi is None:
@@ -1044,3 +1098,4 @@ def _webhook_url(ctx: Context, url: Any, path: Path, fallback: Location) -> Iter
 # The formula checks (compile every formula, then look for cycles) live in their
 # own module; importing it registers them after the checks above.
 from engine.loading import formula_checks as _formula_checks  # noqa: E402, F401
+from engine.loading import incentive_checks as _incentive_checks  # noqa: E402, F401

@@ -133,9 +133,13 @@ def _register_commands() -> None:
     """Commands that live in modules of their own (``engine/commands/``)."""
     from engine.commands.backup import backup_command, restore_command
     from engine.commands.export import export_command
+    from engine.commands.forks import diff_command, new_command
     from engine.commands.imports import import_command
+    from engine.commands.incentives import commission_command, forecast_group
+    from engine.commands.kpi import kpi_command
     from engine.commands.migrate import migrate_command
     from engine.commands.serve import serve_command
+    from engine.commands.test import test_command
     from engine.commands.users import token_group, user_group
     from engine.commands.worker import worker_command
 
@@ -146,6 +150,12 @@ def _register_commands() -> None:
     main.add_command(token_group)
     main.add_command(worker_command)
     main.add_command(export_command)
+    main.add_command(forecast_group)
+    main.add_command(commission_command)
+    main.add_command(kpi_command)
+    main.add_command(test_command)
+    main.add_command(new_command)
+    main.add_command(diff_command)
     main.add_command(backup_command)
     main.add_command(restore_command)
 

@@ -10,7 +10,9 @@ With the CRM's flows the first screen is alive: contracts and quotes are
 submitted through the flow service as their reps, some decided by their
 managers, so approvals wait in inboxes (王芳: a contract and a quote; the two
 finance users 孙丽 and 钱慧: a contract at the finance 会签; 周敏, the sales
-director: a 25% discount), and finished ones show their whole trail.
+director: a 25% discount), and finished ones show their whole trail. The dashboards
+have figures too: contracts signed (approved) in this and the last months, every
+rep's monthly targets, and opportunities in every stage, some closed.
 """
 
 from __future__ import annotations
@@ -130,6 +132,35 @@ OPPORTUNITIES: tuple[tuple[int, str, str, str, int, int], ...] = (
     (5, "精密检测设备采购", "needs", "920000", 75, 3),
     (6, "SMT 贴片线扩产", "lost", "1500000", 0, 0),
     (7, "供应链管理系统", "lead", "280000", 100, 0),
+    (1, "数据中心年度维保服务", "service", "650000", 30, 0),
+    (5, "检测设备年度框架协议", "won", "420000", -40, 0),
+    (1, "数据中台咨询项目", "won", "760000", -70, 0),
+    (6, "车间照明节能改造", "lost", "300000", -20, 0),
+    (2, "园区停车管理系统", "contract", "540000", 25, 0),
+)
+
+#: Contracts approved earlier (signed in this and the previous months), so the
+#: dashboards have revenue to show: (customer index, owner, subject, total,
+#: months before this one, day of the month signed).
+SIGNED: tuple[tuple[int, str, str, str, int, int], ...] = (
+    (0, "li.lei", "机床备件年度供货合同", "420000", 0, 3),
+    (1, "li.lei", "云平台运维服务合同（上期）", "310000", 1, 12),
+    (0, "li.lei", "自动化改造一期合同", "980000", 2, 20),
+    (3, "han.meimei", "门店网络改造合同", "260000", 0, 2),
+    (2, "han.meimei", "园区监控维保合同", "180000", 1, 8),
+    (4, "chen.jing", "交易系统扩容合同", "1250000", 0, 1),
+    (5, "chen.jing", "检测设备采购合同（首批）", "520000", 1, 18),
+    (6, "liu.yang", "贴片线维保合同", "150000", 0, 4),
+    (7, "liu.yang", "收银终端采购合同", "230000", 2, 9),
+    (4, "chen.jing", "灾备演练服务合同", "360000", 3, 15),
+)
+
+#: Monthly sales targets per rep (from January of last year to next month).
+TARGETS: tuple[tuple[str, str], ...] = (
+    ("li.lei", "600000"),
+    ("han.meimei", "400000"),
+    ("chen.jing", "800000"),
+    ("liu.yang", "300000"),
 )
 
 
@@ -155,7 +186,16 @@ def _keep(blueprint: Blueprint, entity: str, data: dict[str, Any]) -> dict[str, 
 
 
 def seed_demo(blueprint: Blueprint, engine: Engine) -> list[str]:
-    """Create the tables, demo users and records; lines telling how to sign in."""
+    """Create the tables, demo users and records; lines telling how to sign in.
+
+    A template with a ``demo.yaml`` beside its blueprint gets that file's data
+    instead (:mod:`engine.demo_data`).
+    """
+    from engine.demo_data import demo_file, seed_demo_file, signin_lines
+
+    path = demo_file(blueprint)
+    if path is not None:
+        return signin_lines(seed_demo_file(blueprint, engine, path).users)
     schema = build_schema(blueprint)
     initialise(engine, blueprint, schema)
     users = UserService(blueprint, schema, engine)
@@ -218,11 +258,119 @@ def seed_demo(blueprint: Blueprint, engine: Engine) -> list[str]:
                 continue
     if blueprint.flows and ids:
         _seed_approvals(blueprint, engine, records, users, ids, opportunities, today)
+    _seed_results(blueprint, records, ids, added, today)
+    _seed_stage_history(blueprint, records, ids, today)
     names = ", ".join(added)
     return [
         f"演示数据已创建。用户：{names}；密码（仅用于演示）：{DEMO_PASSWORD}",
         f"Demo data created. Users: {names}; password (demo only): {DEMO_PASSWORD}",
     ]
+
+
+def _month(today: date, back: int) -> date:
+    """The first day of the month ``back`` months before today's."""
+    index = today.year * 12 + today.month - 1 - back
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _seed_results(
+    blueprint: Blueprint,
+    records: RecordService,
+    customers: list[int],
+    users: list[str],
+    today: date,
+) -> None:
+    """Contracts signed in the last months and the reps' monthly targets (dashboards)."""
+
+    def create(entity: str, data: dict[str, Any]) -> None:
+        try:
+            records.create(entity, _keep(blueprint, entity, data), actor=SYSTEM, via="system")
+        except FormflowError:
+            return  # a blueprint without these fields: no demo results
+
+    if "contract" in blueprint.entities:
+        for index, owner, subject, total, back, day in SIGNED:
+            if index >= len(customers) or owner not in users:
+                continue
+            first = _month(today, back)
+            signed = first.replace(day=min(day, today.day)) if back == 0 else first.replace(day=day)
+            create(
+                "contract",
+                {
+                    "subject": subject,
+                    "customer": customers[index],
+                    "total": total,
+                    "payment_terms": "net30",
+                    "start_date": signed.isoformat(),
+                    "end_date": (signed + timedelta(days=365)).isoformat(),
+                    "status": "approved",
+                    "signed_on": signed.isoformat(),
+                    "owner": owner,
+                },
+            )
+    if "sales_target" in blueprint.entities:
+        months = today.month + 12 + 1  # January of last year up to next month
+        for rep, amount in TARGETS:
+            if rep not in users:
+                continue
+            for back in range(-1, months - 1):
+                start = _month(today, back)
+                create(
+                    "sales_target",
+                    {"rep": rep, "period_start": start, "amount": amount, "owner": rep},
+                )
+
+
+#: Deals walked through their stages (forecast: historical win rates from the audit
+#: log): (customer index, name, amount, the stages in order, days to close).
+STAGE_HISTORY: tuple[tuple[int, str, str, tuple[str, ...], int], ...] = (
+    (0, "机床刀具补货", "150000", ("lead", "needs", "proposal", "contract", "won"), 10),
+    (2, "厂区门禁改造", "420000", ("lead", "needs", "proposal", "lost"), 15),
+    (4, "网点自助终端", "380000", ("lead", "proposal", "contract", "won"), 12),
+    (6, "车间 MES 试点", "260000", ("lead", "needs", "lost"), 20),
+    (1, "容器平台咨询", "90000", ("lead", "needs", "proposal", "won"), 8),
+    (5, "计量设备校准服务", "120000", ("lead", "needs", "proposal", "contract"), 25),
+)
+
+
+def _seed_stage_history(
+    blueprint: Blueprint, records: RecordService, customers: list[int], today: date
+) -> None:
+    """Deals moved stage by stage through the record service, so the audit log holds
+    real stage changes and the forecast's historical win rates have something to show."""
+    entity = blueprint.entities.get("opportunity")
+    if entity is None or "stage" not in entity.fields or not blueprint.forecasts:
+        return
+    for index, name, amount, stages, days in STAGE_HISTORY:
+        if index >= len(customers):
+            continue
+        owner = CUSTOMERS[index]["owner"]
+        data = {
+            "name": name,
+            "customer": customers[index],
+            "stage": stages[0],
+            "amount": amount,
+            "owner": owner,
+            "close_date": (today + timedelta(days=days)).isoformat(),
+        }
+        try:
+            record = records.create(
+                "opportunity", _keep(blueprint, "opportunity", data), actor=SYSTEM, via="system"
+            )
+            for stage in stages[1:]:
+                change: dict[str, Any] = {"stage": stage}
+                if stage == "won" and "win_reason" in entity.fields:
+                    change["win_reason"] = "方案与交付能力获认可"
+                record = records.update(
+                    "opportunity",
+                    record.id,
+                    change,
+                    version=record.version,
+                    actor=SYSTEM,
+                    via="system",
+                )
+        except FormflowError:
+            continue
 
 
 def _seed_approvals(

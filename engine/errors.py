@@ -207,3 +207,18 @@ class SchemaBehind(FormflowError):
         zh="数据库结构落后于蓝图；请运行 `formflow migrate PATH --db URL`",
         en="the database schema is behind the blueprint; run `formflow migrate PATH --db URL`",
     )
+
+
+class DemoDataInvalid(FormflowError):
+    """A template's ``demo.yaml`` cannot be loaded; every problem names file:line:column."""
+
+    http_status = 500
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(sorted(problems, key=lambda p: p.location))
+        zh = "\n".join(p.render("zh") for p in self.problems) or "演示数据无效"
+        en = "\n".join(p.render("en") for p in self.problems) or "invalid demo data"
+        super().__init__(Text(zh=f"演示数据有误：\n{zh}", en=f"Invalid demo data:\n{en}"))
+
+    def render(self, lang: str | None = None) -> str:
+        return "\n".join(p.render(lang) for p in self.problems)

@@ -36,7 +36,7 @@ from engine.loading.build import build
 from engine.loading.positions import Doc
 from engine.model import Blueprint
 
-__all__ = ["Report", "diagnose", "load"]
+__all__ = ["Report", "diagnose", "diagnose_document", "load"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,18 @@ def diagnose(path: str | os.PathLike[str]) -> Report:
         doc = sources.resolve(Path(path))
     except BlueprintError as exc:
         return Report(None, exc.problems)
+    tests_folder = sources.find_main(Path(path)).parent / "tests"
+    return diagnose_document(doc, tests_folder=tests_folder)
+
+
+def diagnose_document(doc: Doc, *, tests_folder: Path | None = None) -> Report:
+    """Steps 2-5 of the pipeline on an already merged raw document.
+
+    ``formflow test`` uses it to check a blueprint together with the cases of
+    its ``tests/*.yaml`` files, appended to ``tests`` with their own positions.
+    ``tests_folder``: where those files are when ``doc`` does not hold them yet
+    (only for the warnings about names a test case gets wrong).
+    """
     locale = _locale(doc)
     problems = _limit_problems(doc)
     if problems:
@@ -77,6 +89,8 @@ def diagnose(path: str | os.PathLike[str]) -> Report:
     try:
         blueprint = build(doc, validation.refused)
         problems += check(blueprint, doc, tolerant=bool(problems))
+        if not problems:
+            problems += _case_warnings(blueprint, doc, tests_folder)
     except Exception:
         # A document that failed the schema may break the builder or a check in
         # ways not worth guarding against: the schema problems already say why.
@@ -84,6 +98,17 @@ def diagnose(path: str | os.PathLike[str]) -> Report:
             raise
         blueprint = None
     return Report(blueprint, tuple(_unique(problems)), locale)
+
+
+def _case_warnings(blueprint: Blueprint, doc: Doc, tests_folder: Path | None) -> list[Problem]:
+    """Names in the blueprint's test cases that do not exist, as warnings.
+
+    ``formflow check`` shows them so a typo in a case is found before
+    ``formflow test`` (which reports that case as an error); the app still loads.
+    """
+    from engine.testing.cases import case_warnings
+
+    return case_warnings(blueprint, doc, tests_folder)
 
 
 def load(path: str | os.PathLike[str], *, lang: str | None = None) -> Blueprint:

@@ -13,9 +13,10 @@ The checker attaches the compiled form once (``Formula.bind``); after loading,
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -318,7 +319,7 @@ class Kpi:
 
 @dataclass(frozen=True)
 class Widget:
-    kind: str  # number | bar | line | pie | funnel | gauge | table | leaderboard
+    kind: str  # number | bar | line | pie | funnel | gauge | table | leaderboard | commission
     kpi: str | None = None
     label: Text = dataclasses.field(default_factory=Text)
     by: tuple[str, ...] = ()
@@ -336,6 +337,80 @@ class Dashboard:
     roles: tuple[str, ...] = ()  # empty: everyone
     filters: tuple[str, ...] = ()  # period | team | owner
     location: Location = dataclasses.field(default_factory=Location)
+
+
+#: The forecast categories, from least to most certain (``omitted`` is outside them all).
+FORECAST_CATEGORIES: tuple[str, ...] = ("pipeline", "best_case", "commit", "closed")
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A sales forecast over an entity's open deals (see docs/forecasts.md).
+
+    ``categories`` maps each of :data:`FORECAST_CATEGORIES` to the stages in it;
+    a stage in none is *omitted* (lost). ``override`` names a choice field whose
+    non-blank value replaces the stage's category for that deal. Deals in a
+    ``closed`` stage are won; deals in an omitted stage are lost.
+    """
+
+    name: str
+    label: Text
+    entity: str
+    amount: str
+    stage: str
+    date: str
+    probability: Formula | None = None  # percent: 30 means 30%
+    categories: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: EMPTY_MAP)
+    override: str | None = None
+    history_months: int = 12
+    description: Text = dataclasses.field(default_factory=Text)
+    location: Location = dataclasses.field(default_factory=Location)
+
+    def category_of(self, stage: str | None) -> str:
+        for category, stages in self.categories.items():
+            if stage in stages:
+                return category
+        return "omitted"
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One slice of a commission plan: attainment up to ``upto`` % (None: no end) at ``rate`` %."""
+
+    rate: Decimal
+    upto: Decimal | None = None
+    location: Location = dataclasses.field(default_factory=Location)
+
+
+@dataclass(frozen=True)
+class PayTerms:
+    """How a plan pays: tiers, marginal or flat, and a cap per period (None: no cap)."""
+
+    tiers: tuple[Tier, ...]
+    mode: str = "marginal"  # marginal | flat
+    cap: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class CommissionPlan:
+    """Pays reps with ``roles`` a commission on a KPI's value against its target."""
+
+    name: str
+    label: Text
+    kpi: str
+    terms: PayTerms
+    roles: tuple[str, ...] = ()
+    period: str = "month"  # month | quarter
+    by_role: Mapping[str, PayTerms] = dataclasses.field(default_factory=lambda: EMPTY_MAP)
+    description: Text = dataclasses.field(default_factory=Text)
+    location: Location = dataclasses.field(default_factory=Location)
+
+    def terms_for(self, roles: Iterable[str]) -> PayTerms:
+        """The terms for someone with ``roles``: the first override that applies, or the plan's."""
+        for role in sorted(roles):
+            if role in self.by_role:
+                return self.by_role[role]
+        return self.terms
 
 
 @dataclass(frozen=True)
@@ -408,6 +483,8 @@ class Blueprint:
     kpis: Mapping[str, Kpi] = dataclasses.field(default_factory=lambda: EMPTY_MAP)
     dashboards: Mapping[str, Dashboard] = dataclasses.field(default_factory=lambda: EMPTY_MAP)
     automations: Mapping[str, Automation] = dataclasses.field(default_factory=lambda: EMPTY_MAP)
+    forecasts: Mapping[str, Forecast] = dataclasses.field(default_factory=lambda: EMPTY_MAP)
+    commissions: Mapping[str, CommissionPlan] = dataclasses.field(default_factory=lambda: EMPTY_MAP)
     tests: tuple[BlueprintTest, ...] = ()
     source_files: tuple[str, ...] = ()  # every file read, in order
     digest: str = ""  # sha256 of the merged blueprint: the "blueprint version"

@@ -17,7 +17,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def data_dir(name: str) -> Path:
-    """The folder ``name`` (``templates`` or ``schemas``) of this installation.
+    """The folder ``name`` (``templates``, ``schemas`` or ``blueprints``) of this installation.
 
     The packaged copy (``engine/_<name>``) when there is one, else the top-level
     folder beside the ``engine`` package.
@@ -29,6 +29,9 @@ def data_dir(name: str) -> Path:
 
 
 TEMPLATES_DIR = data_dir("templates")
+#: The starter blueprints (``formflow new DIR --from crm``): ``blueprints/`` in a
+#: checkout, ``engine/_blueprints`` in an installed wheel.
+BLUEPRINTS_DIR = data_dir("blueprints")
 SCHEMAS_DIR = data_dir("schemas")
 STATIC_DIR = PACKAGE_DIR / "web" / "static"
 TRANSLATIONS_DIR = PACKAGE_DIR / "web" / "translations"

@@ -11,6 +11,7 @@ The web app, ``formflow worker`` and the in-process worker of ``formflow serve
     JobQueue ── handlers: flow.remind, flow.timeout, automation.date, automation.sweep,
                 mail.send, webhook.deliver
     NotificationService · Mailer · Webhooks · UserService · Permissions
+    KpiService (KPIs in the viewer's read scope)
 
 :func:`build_runtime` builds it, so the three faces cannot drift apart: a job
 scheduled by a web request is understood by every worker. Settings come from
@@ -30,6 +31,10 @@ from engine.automations import AutomationService
 from engine.events import EventBus
 from engine.flows import FlowService
 from engine.jobs import JobQueue
+from engine.kpis.commissions import CommissionService
+from engine.kpis.forecast import ForecastService
+from engine.kpis.service import KpiService
+from engine.kpis.snapshots import SnapshotService
 from engine.mail import Mailer
 from engine.model import Blueprint
 from engine.notifications import NotificationService
@@ -62,6 +67,10 @@ class Runtime:
     automations: AutomationService
     mailer: Mailer
     webhooks: Webhooks
+    kpis: KpiService
+    forecasts: ForecastService
+    snapshots: SnapshotService
+    commissions: CommissionService
 
     @property
     def job_kinds(self) -> frozenset[str]:
@@ -111,6 +120,8 @@ def build_runtime(
     mailer.register_jobs(jobs)
     webhooks = Webhooks(settings.webhooks)
     webhooks.register_jobs(jobs)
+    kpis = KpiService(blueprint, schema, engine, permissions, users, clock=now)
+    forecasts = ForecastService(blueprint, schema, engine, permissions, users, clock=now)
     return Runtime(
         blueprint=blueprint,
         schema=schema,
@@ -127,4 +138,10 @@ def build_runtime(
         automations=automations,
         mailer=mailer,
         webhooks=webhooks,
+        kpis=kpis,
+        forecasts=forecasts,
+        snapshots=SnapshotService(forecasts, clock=now),
+        commissions=CommissionService(
+            blueprint, schema, engine, permissions, users, kpis, clock=now
+        ),
     )

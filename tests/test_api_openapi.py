@@ -153,3 +153,17 @@ def test_component_names_are_valid_keys() -> None:
     assert component_name("customer") == "customer"
     odd = component_name("客户")
     assert odd.startswith("entity_") and odd.isascii() and odd != component_name("客户2")
+
+
+def test_dashboards_are_described_for_who_may_open_them(app: Flask) -> None:
+    admin = document(app)
+    board = admin["paths"]["/api/v1/dashboards/{name}"]["get"]
+    params = {p.get("name") for p in admin["paths"]["/api/v1/dashboards/{name}"]["parameters"]}
+    assert {"name", "period", "start", "end", "team", "owner"} <= params
+    assert {"200", "400", "401", "403", "404"} <= set(board["responses"])
+    assert {"Dashboard", "DashboardWidget", "DashboardKpiResult"} <= set(
+        admin["components"]["schemas"]
+    )
+    assert "/api/v1/dashboards" in document(app, "rep")["paths"]  # the rep dashboard
+    assert "/api/v1/dashboards" not in document(app, "fin")["paths"]  # none for finance
+    validate_spec(admin)

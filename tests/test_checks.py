@@ -631,6 +631,34 @@ def test_kpi_dashboard_and_automation_references(tmp_path: Path) -> None:
     assert len(problems) == 12, problems
 
 
+def test_dashboard_widgets_need_what_they_show(tmp_path: Path) -> None:
+    text, problems = run(
+        tmp_path,
+        """
+        entities:
+          deal:
+            label: Deal
+            fields:
+              amount: {type: money}
+        kpis:
+          revenue: {entity: deal, measure: "SUM(amount)"}
+        dashboards:
+          main:
+            widgets:
+              - {kind: number, label: {en: nothing shown}}
+              - {kind: commission, kpi: revenue}
+        """,
+    )
+    joined = "\n".join(problems)
+    for needle, message in [
+        ("number", "a number widget needs a kpi (the KPI it shows)"),
+        ("commission", "a commission widget needs commission plans (commissions:)"),
+        ("revenue}", "a commission widget takes no kpi: it shows the viewer's plan"),
+    ]:
+        assert f"{at(text, needle)}: {message}" in joined, (needle, problems)
+    assert len(problems) == 3, problems
+
+
 def test_automation_on_update_may_use_changes(tmp_path: Path) -> None:
     _, problems = run(
         tmp_path,
@@ -847,3 +875,20 @@ def test_steps_that_can_never_run_are_reported(tmp_path: Path) -> None:
     assert any("every step of flow 'all_dead' is skipped" in p for p in problems)
     report = diagnose(tmp_path / "blueprint.yaml")
     assert {p.severity for p in report.problems} == {"warning"}
+
+
+def test_an_entity_may_not_shadow_the_dashboard_api(tmp_path: Path) -> None:
+    text, problems = run(
+        tmp_path,
+        """
+        entities:
+          dashboards:
+            label: Boards
+            fields:
+              name: {type: text}
+        """,
+    )
+    assert problems == [
+        f"{at(text, 'dashboards:')}: the entity name 'dashboards' is taken by the API "
+        "(/api/v1/dashboards); use another name, e.g. dashboard_records"
+    ], problems

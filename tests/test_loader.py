@@ -706,3 +706,69 @@ def test_merge_rules(tmp_path: Path) -> None:
     assert merged.pos.locate(("a", "z", "k")).file == "base.yaml"
     assert merged.pos.locate_key(("d",)) == Location("over.yaml", 3, 1)
     assert base_data["c"] == "drop"  # the base is not modified
+
+
+def test_overlay_options_as_a_map_merge_with_a_list_by_value(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    write(
+        base,
+        "blueprint.yaml",
+        """\
+        formflow: 1
+        id: base
+        title: Base
+        entities:
+          deal:
+            label: Deal
+            fields:
+              stage:
+                type: choice
+                label: Stage
+                options:
+                  - {value: lead, label: {zh: 线索, en: Lead}, color: gray}
+                  - {value: won, label: {zh: 赢单, en: Won}}
+                  - lost
+        """,
+    )
+    child = tmp_path / "child"
+    write(
+        child,
+        "blueprint.yaml",
+        """\
+        extends: ../base
+        entities:
+          deal:
+            fields:
+              stage:
+                options:
+                  talks: {zh: 谈判, en: Talks}
+                  lead: {zh: 潜在客户, en: Prospect}
+                  won: {color: green}
+                  lost: ~
+        """,
+    )
+    stage = load(child).entities["deal"].fields["stage"]
+    assert [o.value for o in stage.options] == ["lead", "won", "talks"]
+    lead, won, talks = stage.options
+    assert (lead.label.en, lead.color) == ("Prospect", "gray")
+    assert (won.label.en, won.color) == ("Won", "green")
+    assert talks.label == Text(zh="谈判", en="Talks")
+    assert talks.location.file.endswith("child/blueprint.yaml")
+    # Removing an option the template does not have is a typo, reported where written.
+    write(
+        child,
+        "blueprint.yaml",
+        "extends: ../base\nentities:\n  deal:\n    fields:\n"
+        "      stage:\n        options: {lots: ~}\n",
+    )
+    (problem,) = diagnose(child).problems
+    assert "the option 'lots' is not in the template" in problem.message.get("en")
+    assert (problem.location.line, problem.location.column) == (6, 19)
+    # A list still replaces the whole list.
+    write(
+        child,
+        "blueprint.yaml",
+        "extends: ../base\nentities:\n  deal:\n    fields:\n"
+        "      stage:\n        options: [a, b]\n",
+    )
+    assert [o.value for o in load(child).entities["deal"].fields["stage"].options] == ["a", "b"]

@@ -207,6 +207,8 @@ SYSTEM_TABLES = {
     "ff_exports",
     "ff_flow_runs",
     "ff_flow_tasks",
+    "ff_forecast_snapshot_deals",
+    "ff_forecast_snapshots",
     "ff_idempotency",
     "ff_imports",
     "ff_jobs",
@@ -289,6 +291,8 @@ def test_initialise_creates_tables_and_records_state(make_engine: Callable[[], E
         ("create_table", "ff_exports"),
         ("create_table", "ff_flow_runs"),
         ("create_table", "ff_flow_tasks"),
+        ("create_table", "ff_forecast_snapshot_deals"),
+        ("create_table", "ff_forecast_snapshots"),
         ("create_table", "ff_idempotency"),
         ("create_table", "ff_imports"),
         ("create_table", "ff_jobs"),
@@ -1034,7 +1038,7 @@ def test_command_plans_applies_and_refuses(engine: Engine, tmp_path: Path) -> No
 
     applied = runner.invoke(migrate_command, [str(path), "--db", url])
     assert applied.exit_code == 0, applied.output
-    assert applied.stdout.splitlines()[-1] == "Migrated: 15 changes, schema version 1."
+    assert applied.stdout.splitlines()[-1] == "Migrated: 17 changes, schema version 1."
     insert(engine, B(E("customer", F("name"), F("fax"))), "customer", name="Acme", fax="555")
 
     again = runner.invoke(migrate_command, [str(path), "--db", url, "--lang", "zh"])

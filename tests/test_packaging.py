@@ -59,6 +59,7 @@ def test_pyproject_lists_every_package_and_data_folder() -> None:
         _data_packages(ROOT / "engine", "engine")
         | _data_packages(ROOT / "templates", "engine._templates")
         | _data_packages(ROOT / "schemas", "engine._schemas")
+        | {"engine._blueprints"}  # one data package: its package-data globs every template
     )
     assert set(setuptools["packages"]) == expected
     # Every language's catalog folder is a package (its .po and .mo are package data).
@@ -69,7 +70,24 @@ def test_pyproject_lists_every_package_and_data_folder() -> None:
     assert setuptools["package-dir"] == {
         "engine._templates": "templates",
         "engine._schemas": "schemas",
+        "engine._blueprints": "blueprints",
     }
+    # Every blueprint file (templates, their tests/ and demo data) matches a package-data glob.
+    patterns = setuptools["package-data"]["engine._blueprints"]
+    for file in _blueprint_files():
+        assert any(file.match(p.removeprefix("**/")) for p in patterns), file
+
+
+#: What a starter blueprint folder ships (a local ``crm.db`` from ``serve`` does not).
+BLUEPRINT_SUFFIXES = (".yaml", ".yml", ".json", ".md", ".csv")
+
+
+def _blueprint_files() -> list[Path]:
+    return [
+        p
+        for p in sorted((ROOT / "blueprints").rglob("*"))
+        if _shipped(p) and p.suffix in BLUEPRINT_SUFFIXES
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +99,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = work / "src"
     src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", *NOT_SHIPPED)
-    for name in ("engine", "templates", "schemas"):
+    for name in ("engine", "templates", "schemas", "blueprints"):
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
@@ -141,6 +159,12 @@ def test_the_wheel_holds_templates_static_files_catalogs_and_the_schema(wheel: P
     assert not [n for n in names if n.endswith((".pot", ".pyc"))]
     assert modules <= names, sorted(modules - names)
     assert "engine/_schemas/blueprint.schema.json" in names
+    blueprints = {
+        "engine/_blueprints/" + p.relative_to(ROOT / "blueprints").as_posix()
+        for p in _blueprint_files()
+    }
+    assert "engine/_blueprints/crm/blueprint.yaml" in blueprints
+    assert blueprints <= names, sorted(blueprints - names)
 
 
 def test_an_installed_wheel_finds_its_templates_catalogs_and_schema_and_renders_a_page(
@@ -180,6 +204,8 @@ site = sys.argv[1]
 assert engine.__file__.startswith(site), engine.__file__
 assert str(r.TEMPLATES_DIR) == site + "/engine/_templates", r.TEMPLATES_DIR
 assert str(r.SCHEMAS_DIR) == site + "/engine/_schemas", r.SCHEMAS_DIR
+assert str(r.BLUEPRINTS_DIR) == site + "/engine/_blueprints", r.BLUEPRINTS_DIR
+load(str(r.BLUEPRINTS_DIR / "crm"))  # the packaged starter template loads
 assert str(r.TRANSLATIONS_DIR) == site + "/engine/web/translations", r.TRANSLATIONS_DIR
 assert (r.TRANSLATIONS_DIR / "zh_Hans" / "LC_MESSAGES" / "messages.mo").is_file()
 load(sys.argv[2])  # validates against the packaged JSON schema

@@ -49,3 +49,8 @@ class KpiResult:
     hidden: tuple[str, ...] = ()
     #: per row, the list-page filter (query-string parameters) that shows its records
     drill: list[dict[str, str]] = field(default_factory=list)
+    #: the list-page filter of the total (every record the KPI counts)
+    drill_total: dict[str, str] = field(default_factory=dict)
+    #: whether the drill filters show exactly the counted records (False: the KPI's
+    #: ``where`` could not be written as list filters; see docs/kpis.md)
+    drill_exact: bool = True

@@ -35,6 +35,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, TypeGuard
 
 from engine.errors import Location
@@ -49,21 +50,25 @@ from engine.model import (
     AutomationAction,
     Blueprint,
     BlueprintTest,
+    CommissionPlan,
     Dashboard,
     Entity,
     Field,
     Flow,
     FlowAction,
+    Forecast,
     Formula,
     Kpi,
     ListView,
     Option,
+    PayTerms,
     Recipient,
     Role,
     Rule,
     Section,
     Step,
     Target,
+    Tier,
     Timeout,
     Widget,
     frozen_map,
@@ -201,6 +206,8 @@ class Builder:
             kpis=self.named("kpis", self.kpi),
             dashboards=self.named("dashboards", self.dashboard),
             automations=self.named("automations", self.automation),
+            forecasts=self.named("forecasts", self.forecast),
+            commissions=self.named("commissions", self.commission),
             tests=tuple(
                 BlueprintTest(
                     name=_str(_map(t).get("name")) or f"test {i + 1}",
@@ -502,6 +509,65 @@ class Builder:
             widgets=tuple(widgets),
             roles=_names(data.get("roles")),
             filters=_names(data.get("filters")),
+            location=self.key_at(path),
+        )
+
+    # -- forecasts and commission plans ---------------------------------------------
+    def forecast(self, name: str, raw: Any, path: Path) -> Forecast:
+        data = _map(raw)
+        history = _map(data.get("history"))
+        return Forecast(
+            name=name,
+            label=_text(data.get("label")) or Text.of(name),
+            entity=_str(data.get("entity")) or "",
+            amount=_str(data.get("amount")) or "",
+            stage=_str(data.get("stage")) or "",
+            date=_str(data.get("date")) or "",
+            probability=self.formula(data.get("probability"), (*path, "probability")),
+            categories=frozen_map({c: _names(v) for c, v in _map(data.get("categories")).items()}),
+            override=_str(data.get("override")),
+            history_months=_int(history.get("months")) or 12,
+            description=_text(data.get("description")),
+            location=self.key_at(path),
+        )
+
+    def pay_terms(self, raw: Any, path: Path, base: PayTerms | None = None) -> PayTerms:
+        data = _map(raw)
+        tiers = []
+        for index, item in enumerate(_list(data.get("tiers"))):
+            t = _map(item)
+            rate, upto = _number(t.get("rate")), _number(t.get("upto"))
+            tiers.append(
+                Tier(
+                    rate=Decimal(str(rate)) if rate is not None else Decimal(0),
+                    upto=Decimal(str(upto)) if upto is not None else None,
+                    location=self.at((*path, "tiers", index)),
+                )
+            )
+        cap = _number(data.get("cap"))
+        return PayTerms(
+            tiers=tuple(tiers) if tiers or base is None else base.tiers,
+            mode=_str(data.get("mode")) or (base.mode if base else "marginal"),
+            cap=Decimal(str(cap)) if cap is not None else (base.cap if base else None),
+        )
+
+    def commission(self, name: str, raw: Any, path: Path) -> CommissionPlan:
+        data = _map(raw)
+        terms = self.pay_terms(data, path)
+        return CommissionPlan(
+            name=name,
+            label=_text(data.get("label")) or Text.of(name),
+            kpi=_str(data.get("kpi")) or "",
+            terms=terms,
+            roles=_names(data.get("roles")),
+            period=_str(data.get("period")) or "month",
+            by_role=frozen_map(
+                {
+                    role: self.pay_terms(v, (*path, "by_role", role), terms)
+                    for role, v in _map(data.get("by_role")).items()
+                }
+            ),
+            description=_text(data.get("description")),
             location=self.key_at(path),
         )
 

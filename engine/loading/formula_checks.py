@@ -10,7 +10,8 @@ automation conditions and values) is compiled once here, with
   computed value or a default, NUMBER for a KPI measure;
 * the right permissions: ``ISCHANGED``/``PRIORVALUE`` only in rules that run
   on update only and in automations ``on: update``; aggregates only in KPIs,
-  whose measures must also translate to SQL (:func:`sql_supported`).
+  whose measures and ``where`` filters must also translate to SQL
+  (:func:`sql_supported`).
 
 The compiled result is bound to the :class:`~engine.model.Formula`, so after
 loading ``formula.compiled`` is always there. An :class:`ExpressionError`'s
@@ -62,6 +63,7 @@ def _formula_sites(ctx: Context) -> Iterator[_Site]:
     yield from _entity_sites(ctx)
     yield from _flow_sites(ctx)
     yield from _kpi_sites(ctx)
+    yield from _forecast_sites(ctx)
     yield from _automation_sites(ctx)
 
 
@@ -124,12 +126,28 @@ def _kpi_sites(ctx: Context) -> Iterator[_Site]:
         if entity is None:
             continue
         yield _Site(kpi.measure, ctx.scope(entity, aggregate=True), NUMBER, sql=True)
-        if kpi.where is not None:
-            yield _Site(kpi.where, ctx.scope(entity), BOOL)
+        if kpi.where is not None:  # the WHERE of the KPI's query: SQL too
+            yield _Site(kpi.where, ctx.scope(entity), BOOL, sql=True)
         target = kpi.target
         tentity = ctx.entity(target.entity) if target is not None else None
         if target is not None and tentity is not None and target.measure is not None:
             yield _Site(target.measure, ctx.scope(tentity, aggregate=True), NUMBER, sql=True)
+
+
+_FORECAST_SQL_HINT = T(
+    "预测的概率在数据库中按商机计算，只能用数据库能计算的运算和函数",
+    "a forecast's probability is computed per deal in the database: use only operators "
+    "and functions the database computes",
+)
+
+
+def _forecast_sites(ctx: Context) -> Iterator[_Site]:
+    for forecast in ctx.blueprint.forecasts.values():
+        entity = ctx.entity(forecast.entity)
+        if entity is None or forecast.probability is None:
+            continue
+        scope = ctx.scope(entity)
+        yield _Site(forecast.probability, scope, NUMBER, sql=True, sql_hint=_FORECAST_SQL_HINT)
 
 
 def _automation_sites(ctx: Context) -> Iterator[_Site]:

@@ -41,6 +41,8 @@ NAMED_SECTIONS: tuple[str, ...] = (
     "kpis",
     "dashboards",
     "automations",
+    "forecasts",
+    "commissions",
 )
 LIST_SECTIONS: tuple[str, ...] = ("tests",)
 DIRECTIVES: tuple[str, ...] = ("extends", "include")

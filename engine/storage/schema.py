@@ -223,6 +223,7 @@ def _system_tables(md: sa.MetaData) -> dict[str, sa.Table]:
     _job_table(md)
     _flow_tables(md)
     _notification_table(md)
+    _forecast_snapshot_tables(md)
     _login_attempts_table(md)
     # Import jobs (engine.imports): one row per import, CLI or web, with its state
     # (queued / running / done / failed), counts, progress (0..1), the first errors
@@ -302,6 +303,48 @@ def _notification_table(md: sa.MetaData) -> sa.Table:
         sa.Index("ix_ff_notifications_user", "user", "read_at", "id"),
         sqlite_autoincrement=True,
     )
+
+
+#: Forecast snapshots (``engine.kpis.snapshots``): one row per snapshot ...
+FORECAST_SNAPSHOTS_TABLE = "ff_forecast_snapshots"
+#: ... and one row per deal it counted, so a later comparison can name deals.
+FORECAST_SNAPSHOT_DEALS_TABLE = "ff_forecast_snapshot_deals"
+
+
+def _forecast_snapshot_tables(md: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """``ff_forecast_snapshots`` (who, when, which forecast and period, the blueprint
+    version, the figures by month × category × owner) and ``ff_forecast_snapshot_deals``."""
+    snapshots = sa.Table(
+        FORECAST_SNAPSHOTS_TABLE,
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("forecast", sa.String(100), nullable=False),
+        sa.Column("taken_at", UTCDateTime(), nullable=False),
+        sa.Column("user", sa.String(150)),
+        sa.Column("period", sa.JSON, nullable=False),
+        sa.Column("blueprint_digest", sa.String(64), nullable=False),
+        sa.Column("figures", sa.JSON, nullable=False),
+        sa.Column("note", sa.String(500)),
+        sa.Index("ix_ff_forecast_snapshots_forecast", "forecast", "id"),
+        sqlite_autoincrement=True,
+    )
+    deals = sa.Table(
+        FORECAST_SNAPSHOT_DEALS_TABLE,
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("snapshot_id", sa.BigInteger, nullable=False),
+        sa.Column("record_id", sa.BigInteger, nullable=False),
+        sa.Column("title", sa.String(500)),
+        sa.Column("owner", sa.String(150)),
+        sa.Column("stage", sa.String(100)),
+        sa.Column("category", sa.String(20), nullable=False),
+        sa.Column("month", sa.Date),
+        sa.Column("amount", sa.Numeric(30, 2, asdecimal=True), nullable=False),
+        sa.Column("weighted", sa.Numeric(30, 2, asdecimal=True), nullable=False),
+        sa.Index("ix_ff_forecast_snapshot_deals_snapshot", "snapshot_id", "record_id"),
+        sqlite_autoincrement=True,
+    )
+    return snapshots, deals
 
 
 #: Failed sign-ins, per account and per client address (``engine.logins``).

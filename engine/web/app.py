@@ -190,13 +190,33 @@ def create_app(
 
     csrf.init_app(app)
     from engine.web import api, auth, context, files, i18n, importing
-    from engine.web.views import exports, flows, home, lists, notifications, parts, records
+    from engine.web.views import (
+        dashboards,
+        exports,
+        flows,
+        home,
+        incentives,
+        lists,
+        notifications,
+        parts,
+        records,
+    )
 
     i18n.init_app(app, blueprint.timezone)
     auth.init_app(app)
     api.init_app(app, csrf)  # JSON API: bearer tokens only, so exempt from CSRF
     context.init_app(app)
-    for module in (home, lists, records, parts, notifications, flows, exports):
+    for module in (
+        home,
+        lists,
+        records,
+        parts,
+        notifications,
+        flows,
+        exports,
+        incentives,
+        dashboards,
+    ):
         app.register_blueprint(module.bp)
     importing.init_app(app)  # the import pages, their body limit, import_url()
 

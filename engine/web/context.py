@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, request, url_for
 from flask_login import current_user
 
-from engine.web import access
+from engine.web import access, dashboards
 from engine.web.i18n import current_lang, template_gettext
 from engine.web.services import services
 from engine.web.views.common import with_query
@@ -62,8 +62,9 @@ def _chrome() -> dict[str, str]:
 
 
 def _menu() -> list[dict[str, str]]:
-    """The entities the user may see. The same for every user with the same roles (the
-    permission layer decides by roles), so it is built once per roles and language."""
+    """The dashboards and entities the user may see. The same for every user with the same
+    roles (the permission layer decides by roles), so it is built once per roles and
+    language."""
     if not current_user.is_authenticated:
         return []
     lang = current_lang()
@@ -71,7 +72,16 @@ def _menu() -> list[dict[str, str]]:
 
     def build() -> list[dict[str, str]]:
         out = []
-        for entity in services().blueprint.entities.values():
+        blueprint = services().blueprint
+        for board in dashboards.visible(blueprint, actor):
+            out.append(
+                {
+                    "name": f"dashboard:{board.name}",
+                    "label": board.label.get(lang) or board.name,
+                    "url": url_for("dashboards.show", name=board.name),
+                }
+            )
+        for entity in blueprint.entities.values():
             if access.can_see(actor, entity):
                 out.append(
                     {

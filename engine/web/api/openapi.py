@@ -43,7 +43,10 @@ from engine.model import Blueprint, Entity, Field
 from engine.permissions import Permissions
 from engine.records import Actor
 from engine.storage.query import MAX_LIMIT, OPS_BY_STORAGE, RESERVED_PARAMS, SYSTEM_FIELDS
+from engine.web.api import dashboard_schema
 from engine.web.api.base import VERSION_PREFIX, api_actor, request_lang
+from engine.web.api.openapi_incentives import incentive_paths
+from engine.web.dashboards import may_see
 from engine.web.services import services
 
 OPENAPI_VERSION = "3.1.0"
@@ -792,6 +795,81 @@ class _Builder:
             },
         }
 
+    def kpi_paths(self) -> dict[str, Any]:
+        """``GET /kpis`` and ``GET /kpis/{name}`` (docs/kpis.md)."""
+        names = [
+            k.name
+            for k in self.blueprint.kpis.values()
+            if self.permissions.can_read(self.actor, k.entity)
+        ]
+        query = [
+            ("by", "dimensions, comma-separated (owner, team, day ... year, a field)", "string"),
+            (
+                "period",
+                "this_month, last_month, this_quarter, last_quarter, this_year, "
+                "last_year, all, custom",
+                "string",
+            ),
+            ("from", "first day of a custom period (YYYY-MM-DD)", "string"),
+            ("to", "last day of a custom period (YYYY-MM-DD)", "string"),
+            ("compare", "1: also the previous period and the change", "string"),
+            ("team", "only records owned by this manager's team", "string"),
+            ("owner", "only records this user owns", "string"),
+        ]
+        params = [
+            {"name": n, "in": "query", "required": False, "description": d, "schema": {"type": t}}
+            for n, d, t in query
+        ]
+        name_schema: dict[str, Any] = {"type": "string"}
+        if names:
+            name_schema["enum"] = names
+        return {
+            f"{VERSION_PREFIX}/kpis": {
+                "get": {
+                    "operationId": "kpis",
+                    "summary": "the KPIs the caller may see",
+                    "tags": ["kpis"],
+                    "parameters": [_ref("lang", "parameters")],
+                    "responses": {
+                        "200": {
+                            "description": "the KPIs",
+                            "content": {
+                                JSON: {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "data": {"type": "array", "items": _ref("Kpi")}
+                                        },
+                                        "required": ["data"],
+                                    }
+                                }
+                            },
+                        },
+                        **self._errors(401),
+                    },
+                }
+            },
+            f"{VERSION_PREFIX}/kpis/{{name}}": {
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": name_schema},
+                    _ref("lang", "parameters"),
+                ],
+                "get": {
+                    "operationId": "kpi",
+                    "summary": "a KPI over the records the caller may read, grouped, with targets",
+                    "tags": ["kpis"],
+                    "parameters": params,
+                    "responses": {
+                        "200": {
+                            "description": "the KPI's rows and total",
+                            "content": {JSON: {"schema": _ref("KpiResult")}},
+                        },
+                        **self._errors(400, 401, 403, 404),
+                    },
+                },
+            },
+        }
+
     @staticmethod
     def _page_schema(comp: str) -> dict[str, Any]:
         return {
@@ -836,6 +914,19 @@ class _Builder:
         tags.append({"name": "uploads", "description": "files for file fields"})
         paths.update(self.import_job_paths())
         tags.append({"name": "imports", "description": "import jobs (docs/imports.md)"})
+        if any(may_see(self.actor, b) for b in self.blueprint.dashboards.values()):
+            schemas.update(dashboard_schema.SCHEMAS)
+            paths.update(dashboard_schema.paths(self._errors))
+            tags.append({"name": "dashboards", "description": "dashboards and their KPIs"})
+        incentives = incentive_paths(self.blueprint, VERSION_PREFIX, self._errors)
+        paths.update(incentives)
+        if self.blueprint.forecasts:
+            tags.append({"name": "forecast", "description": "sales forecast (docs/forecasts.md)"})
+        if self.blueprint.commissions:
+            tags.append({"name": "commissions", "description": "commissions (docs/commissions.md)"})
+        paths.update(self.kpi_paths())
+        schemas.update(_KPI_SCHEMAS)
+        tags.append({"name": "kpis", "description": "KPIs and targets (docs/kpis.md) / 指标"})
         paths[f"{VERSION_PREFIX}/openapi.json"] = {
             "get": {
                 "operationId": "openapi",
@@ -877,6 +968,73 @@ class _Builder:
                 "responses": _RESPONSES,
             },
         }
+
+
+_NUMBER = {
+    "type": ["string", "integer", "null"],
+    "description": "a decimal as a string, an integer as a number, null when blank",
+}
+_PERIOD = {
+    "type": ["object", "null"],
+    "properties": {
+        "name": {"type": "string"},
+        "start": {"type": ["string", "null"], "format": "date"},
+        "end": {"type": ["string", "null"], "format": "date", "description": "last day included"},
+    },
+    "required": ["name", "start", "end"],
+}
+_KPI_ROW = {
+    "type": "object",
+    "properties": {
+        "keys": {"type": "object", "description": "dimension -> raw value (a bucket's first day)"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "value": _NUMBER,
+        "target": _NUMBER,
+        "attainment": {**_NUMBER, "description": "percent: 100 * value / target"},
+        "gap": {**_NUMBER, "description": "target - value"},
+        "previous": _NUMBER,
+        "change": {**_NUMBER, "description": "percent change vs the previous period"},
+        "drill": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "list-page filters that show this row's records",
+        },
+    },
+    "required": ["keys", "labels", "value", "target", "attainment", "gap", "drill"],
+}
+_KPI_SCHEMAS: dict[str, Any] = {
+    "Kpi": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "label": {"type": "string"},
+            "description": {"type": ["string", "null"]},
+            "entity": {"type": "string"},
+            "format": {"type": "string", "enum": ["number", "money", "percent"]},
+            "date": {"type": ["string", "null"]},
+            "by": {"type": "array", "items": {"type": "string"}},
+            "target": {"type": ["string", "null"], "enum": ["constant", "entity", None]},
+            "url": {"type": "string"},
+        },
+        "required": ["name", "label", "entity", "format", "by", "url"],
+    },
+    "KpiRow": _KPI_ROW,
+    "KpiResult": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "label": {"type": "string"},
+            "format": {"type": "string", "enum": ["number", "money", "percent"]},
+            "by": {"type": "array", "items": {"type": "string"}},
+            "period": _PERIOD,
+            "previous_period": _PERIOD,
+            "rows": {"type": "array", "items": {"$ref": "#/components/schemas/KpiRow"}},
+            "total": {"$ref": "#/components/schemas/KpiRow"},
+            "drill_exact": {"type": "boolean"},
+        },
+        "required": ["name", "label", "format", "by", "period", "rows", "total"],
+    },
+}
 
 
 def _error_content(schema: str = "Error") -> dict[str, Any]:

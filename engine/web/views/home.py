@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template, url_for
 
 from engine.errors import FormflowError
-from engine.web import access
+from engine.web import access, dashboards
 from engine.web.auth import current_actor
 from engine.web.formatting import show_count
 from engine.web.i18n import current_lang, ngettext
@@ -50,5 +50,12 @@ def index() -> str:
                 else None,
             }
         )
+    boards = [
+        {
+            "label": board.label.get(lang) or board.name,
+            "url": url_for("dashboards.show", name=board.name),
+        }
+        for board in dashboards.visible(svc.blueprint, actor)
+    ]
     description = svc.blueprint.description.get(lang)
-    return render_template("home.html", cards=cards, description=description)
+    return render_template("home.html", cards=cards, boards=boards, description=description)
