@@ -13,7 +13,11 @@ import. ``a1`` and ``mgr.a`` then try every route:
 * lists, search, pickers, the inbox, notifications and exports (CSV, XLSX; web
   and API, including ``owner=b1`` filters) do not show ``b1``'s records;
 * afterwards nothing of ``b1``'s changed: values, the file, the open task, the
-  pending flow and ``mgr.b``'s unread notifications.
+  pending flow and ``mgr.b``'s unread notifications;
+* KPIs, dashboards (API and pages), the forecast and commission statements
+  count only the viewer's scope: ``a1``'s open pipeline is ``a1``'s records
+  alone, ``owner=b1`` / ``team=mgr.b`` are refused or empty, another rep's
+  commission statement is a 403.
 """
 
 from __future__ import annotations
@@ -350,3 +354,69 @@ def test_lists_search_pickers_exports_and_inboxes_hide_another_teams_records(
     own = world.app.test_client().get("/api/v1/customer", headers=world.auth("a1"))
     assert re.search("A队客户", _body(own))
     assert world.snapshot() == before
+
+
+def test_kpis_dashboards_forecast_and_commissions_count_only_the_viewers_scope(
+    world: World,
+) -> None:
+    """a1's KPIs are over a1's records only; team B's filters are refused or empty."""
+    for owner, amount in (("b1", "777777"), ("b1", "777777"), ("a1", "1111")):
+        svc_create(
+            world.app,
+            "opportunity",
+            {
+                "name": f"{owner} 商机",
+                "customer": world.customer,
+                "amount": amount,
+                "stage": "needs",
+                "owner": owner,
+                "lines": [{"product": "x", "qty": 1, "price": amount}],
+            },
+        )
+    b_total = "1555554"  # b1's two opportunities: must never be counted for team A
+    everyone = world.app.test_client().get(
+        "/api/v1/kpis/open_pipeline?by=owner", headers=world.auth("admin")
+    )
+    assert {r["keys"]["owner"] for r in everyone.get_json()["rows"]} == {"a1", "b1"}
+    assert str(everyone.get_json()["total"]["value"]).startswith("1556665")  # the data is there
+    for user in ATTACKERS:
+        api, auth = world.app.test_client(), world.auth(user)
+        own = api.get("/api/v1/kpis/open_pipeline", headers=auth)
+        assert own.status_code == 200, own.get_data(as_text=True)
+        assert own.get_json()["total"]["value"] in ("1111", "1111.00"), (user, own.get_json())
+        for query in ("by=owner", "by=team", "by=stage", "owner=b1", "team=mgr.b"):
+            response = api.get(f"/api/v1/kpis/open_pipeline?{query}", headers=auth)
+            assert response.status_code in (200, 400, 403), (user, query)
+            text = _body(response)
+            assert "777777" not in text and b_total not in text, (user, query, text[:300])
+            if response.status_code == 200 and query.startswith(("owner", "team")):
+                assert response.get_json()["total"]["value"] in (None, "0", "0.00"), (user, query)
+            if response.status_code == 200 and query == "by=owner":
+                owners = {r["keys"]["owner"] for r in response.get_json()["rows"]}
+                assert owners <= {"a1", "mgr.a"}, (user, owners)
+        deals = api.get("/api/v1/kpis/open_deals?by=owner", headers=auth)
+        assert deals.status_code == 200 and "b1" not in {
+            r["keys"]["owner"] for r in deals.get_json()["rows"]
+        }
+        board = "sales_rep" if user == "a1" else "sales_manager"
+        for url in (
+            f"/api/v1/dashboards/{board}",
+            f"/api/v1/dashboards/{board}?owner=b1",
+            f"/api/v1/dashboards/{board}?team=mgr.b",
+            "/api/v1/forecast?by=owner",
+            "/api/v1/forecast?owner=b1",
+            "/api/v1/commissions/statement?rep=b1",
+        ):
+            response = api.get(url, headers=auth)
+            assert response.status_code in (200, 400, 403, 404), (user, url)
+            text = _body(response)
+            assert "777777" not in text and b_total not in text and SECRET not in text, (user, url)
+        refused = api.get("/api/v1/commissions/statement?rep=b1", headers=auth)
+        assert refused.status_code == 403, (user, refused.status_code)
+        web = _web(world.app, user)
+        for page in (f"/d/{board}", f"/d/{board}?owner=b1", f"/d/{board}?team=mgr.b", "/forecast"):
+            response = web.get(page)
+            assert response.status_code in (200, 400, 403, 404), (user, page)
+            text = _body(response)
+            assert "777,777" not in text and "777777" not in text, (user, page)
+            assert "1,555,554" not in text and SECRET not in text, (user, page)
