@@ -98,9 +98,15 @@ def _call(
 
 @pytest.fixture
 def world(pg_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    from conftest import reset_postgres
-
-    reset_postgres(pg_url)
+    # Not ``from conftest import reset_postgres``: in a whole-suite run the module named
+    # ``conftest`` may be tests/browser/conftest.py. The same reset, written out:
+    wipe = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        with wipe.connect() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+    finally:
+        wipe.dispose()
     bp = load(CRM)
     engine = create_engine(pg_url)
     initialise(engine, bp, build_schema(bp))
