@@ -17,6 +17,7 @@ fast``: every open connection is cut). Afterwards:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import urllib.request
@@ -26,7 +27,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import _missing_service
 from private_pg import PrivateCluster, find_bin
 from reporting import report
 from test_load import CLIENTS, CONTRACTS, Tally, _call, _client, _digits, world
@@ -41,7 +41,12 @@ SECONDS = 9.0
 def cluster() -> Iterator[PrivateCluster]:
     initdb, pg_ctl = find_bin("initdb"), find_bin("pg_ctl")
     if not initdb or not pg_ctl:
-        _missing_service("initdb/pg_ctl not found (install the postgresql server package)")
+        # As tests/conftest.py's services (not imported: in a whole-suite run the module
+        # named ``conftest`` may be another folder's): a failure under CI, else a skip.
+        reason = "initdb/pg_ctl not found (install the postgresql server package)"
+        if os.environ.get("FORMFLOW_REQUIRE_SERVICES"):
+            pytest.fail(f"required service missing: {reason}")
+        pytest.skip(reason)
     assert initdb and pg_ctl
     private = PrivateCluster(initdb, pg_ctl)
     try:
