@@ -75,3 +75,19 @@ def db_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
     url: str = request.getfixturevalue("pg_url")
     reset_postgres(url)
     return url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Repeat the counts the reliability and IDOR tests record (no ``-s`` needed)."""
+    lines = [
+        value
+        for kind in ("passed", "failed")
+        for rep in terminalreporter.stats.get(kind, [])
+        if getattr(rep, "when", "call") == "call"
+        for key, value in getattr(rep, "user_properties", [])
+        if key == "counts"
+    ]
+    if lines:
+        terminalreporter.section("counts")
+        for line in lines:
+            terminalreporter.write_line(str(line))

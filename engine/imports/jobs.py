@@ -264,6 +264,8 @@ class ImportJobs:
 
     def get(self, job_id: int) -> ImportJob | None:
         """The job, after marking it failed if its process on this host has ended."""
+        if not 0 < job_id < 2**63:  # no such id; PostgreSQL would refuse it as out of range
+            return None
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(self.table).where(self.table.c.id == job_id)).first()
         if row is None:

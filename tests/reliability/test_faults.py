@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from reporting import report
 from test_load import CLIENTS, CONTRACTS, Tally, _call, _client, _digits, world
 
 from engine.storage.database import create_engine
@@ -48,7 +49,9 @@ def _workers(master: int) -> list[int]:
     return sorted(found)
 
 
-def test_killing_workers_mid_request_loses_no_acknowledged_write(world: dict[str, Any]) -> None:
+def test_killing_workers_mid_request_loses_no_acknowledged_write(
+    world: dict[str, Any], record_property: Any
+) -> None:
     status, body = _call(
         world["base"], "GET", "/api/v1/tasks?limit=100", world["tokens"]["wang.fang"]
     )
@@ -135,10 +138,15 @@ def test_killing_workers_mid_request_loses_no_acknowledged_write(world: dict[str
     ]
     no_answer = [e for e in tally.errors if " -> 0:" in e]
     other = [e for e in tally.errors if " -> 0:" not in e and " -> 5" not in e]
-    print(
-        f"\nfaults: {len(killed)} workers killed; requests {tally.requests}, acknowledged "
-        f"writes {tally.acked}, conflicts {tally.conflicts}, errors {len(tally.errors)} "
-        f"({len(no_answer)} without an answer), lost writes {len(lost) + len(stale)}"
+    report(
+        record_property,
+        f"faults ({len(killed)} workers killed)",
+        requests=tally.requests,
+        acknowledged=tally.acked,
+        conflicts=tally.conflicts,
+        errors=len(tally.errors),
+        without_an_answer=len(no_answer),
+        lost=len(lost) + len(stale),
     )
     assert not lost and not stale, (lost + [str(s) for s in stale])[:10]
     assert not half, half[:10]

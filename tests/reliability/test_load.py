@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from reporting import report
 
 from engine.loader import load
 from engine.records import SYSTEM
@@ -245,7 +246,7 @@ def _client(world: dict[str, Any], tasks: list[int], tally: Tally, seed: int, st
 
 
 def test_concurrent_writes_are_all_kept_and_approvals_never_double(
-    world: dict[str, Any],
+    world: dict[str, Any], record_property: Any
 ) -> None:
     status, body = _call(
         world["base"], "GET", "/api/v1/tasks?limit=100", world["tokens"]["wang.fang"]
@@ -302,11 +303,16 @@ def test_concurrent_writes_are_all_kept_and_approvals_never_double(
     for task in tally.approvals:
         if decided[task] != 1:
             lost.append(f"approval of task {task}")
-    print(
-        f"\nload: {CLIENTS} clients, {SECONDS:.0f} s: requests {tally.requests}, "
-        f"acknowledged writes {tally.acked}, conflicts {tally.conflicts}, "
-        f"errors {len(tally.errors)}, lost writes {len(lost)}, "
-        f"approvals {sum(tally.approvals.values())} of {len(tasks)} tasks"
+    report(
+        record_property,
+        f"load ({CLIENTS} clients, {SECONDS:.0f} s)",
+        requests=tally.requests,
+        acknowledged=tally.acked,
+        conflicts=tally.conflicts,
+        errors=len(tally.errors),
+        lost=len(lost),
+        approvals=sum(tally.approvals.values()),
+        tasks=len(tasks),
     )
     assert not tally.errors, tally.errors[:10]
     assert not lost, lost[:10]

@@ -746,7 +746,8 @@ class _Builder:
                         "headers": {"Location": _ref("Location", "headers")},
                         "content": job,
                     },
-                    **self._errors(400, 401, 403, 404, 413, 422),
+                    **self._errors(400, 401, 403, 404, 413),
+                    "422": _ref("ImportRefused", "responses"),
                 },
             }
         }
@@ -1486,6 +1487,11 @@ _RESPONSES: dict[str, Any] = {
     "Invalid": {
         "description": "the record is invalid; every problem by field",
         "content": _error_content("ValidationError"),
+    },
+    "ImportRefused": {
+        "description": "the file cannot be imported (its type, its encoding, no header row, "
+        "a bad mapping or option); the message says what to change",
+        "content": _error_content(),
     },
     "FlowConflict": {
         "description": "already decided (by, at, decision), not allowed in the current state, "
