@@ -16,6 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from engine.errors import SettingInvalid
+from engine.i18n import T
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Execution option marking a connection whose transaction will write.
 WRITE_OPTION = "formflow_write"
@@ -100,7 +103,20 @@ def create_engine(
         if value is not None:
             kwargs[name] = value
     kwargs["pool_pre_ping"] = True
-    return sa.create_engine(url, **kwargs)
+    try:
+        return sa.create_engine(url, **kwargs)
+    except ModuleNotFoundError as exc:
+        # The PostgreSQL driver is an extra (``formflow[postgres]``): say how to add it
+        # instead of failing with an internal error.
+        raise SettingInvalid(
+            T(
+                f"数据库驱动未安装（{exc.name}）：{url.split(':', 1)[0]} 需要 "
+                "`pip install 'formflow[postgres]'`（源码目录中：`pip install -e '.[postgres]'`）",
+                f"the database driver is not installed ({exc.name}): "
+                f"{url.split(':', 1)[0]} needs `pip install 'formflow[postgres]'` "
+                "(in a source checkout: `pip install -e '.[postgres]'`)",
+            )
+        ) from exc
 
 
 def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
