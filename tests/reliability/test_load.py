@@ -87,7 +87,11 @@ def _call(
             raw = response.read()
             return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
-        raw = exc.read()
+        try:
+            raw = exc.read()
+        except (OSError, http.client.HTTPException):
+            # The status line came (a refusal), the body was cut by a killed worker.
+            return exc.code, None
         try:
             return exc.code, json.loads(raw)
         except ValueError:
