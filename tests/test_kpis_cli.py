@@ -143,3 +143,15 @@ def test_errors_are_one_line_and_exit_1(
     assert code == 1
     assert message in err
     assert "Traceback" not in err and out == ""
+
+
+def test_the_database_comes_from_formflow_db_without_db(
+    crm: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Like every other command: --db, else FORMFLOW_DB (environment or formflow.toml).
+    folder, url = crm
+    monkeypatch.setenv("FORMFLOW_DB", url)
+    with_db = run(crm, "win_rate", "--lang", "en")
+    result = CliRunner().invoke(main, ["kpi", str(folder), "win_rate", "--lang", "en"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == with_db[1]

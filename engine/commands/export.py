@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING
 import click
 import sqlalchemy as sa
 
-from engine.commands.output import fail, internal_error
-from engine.errors import BlueprintError, FormflowError
+from engine.commands.output import fail, internal_error, load_blueprint
+from engine.errors import FormflowError
 from engine.i18n import LANGUAGES, Text
 
 if TYPE_CHECKING:
@@ -123,18 +123,12 @@ def export_command(
     try:
         from engine.config import database_url
         from engine.exports import ExportService, export_query, filter_args
-        from engine.loader import load
         from engine.records import SYSTEM
         from engine.runtime import build_runtime
         from engine.storage.database import create_engine
         from engine.storage.migrate import ensure_current
 
-        try:
-            blueprint = load(path, lang=lang)
-        except BlueprintError as exc:
-            click.echo(exc.render(chosen), err=True)
-            fail(exc.text, chosen, 1)
-        chosen = lang or blueprint.default_locale or "zh"
+        blueprint, chosen = load_blueprint(path, lang)
         ent = blueprint.entities.get(entity)
         if ent is None:
             names = ", ".join(blueprint.entities)

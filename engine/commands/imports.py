@@ -37,8 +37,8 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
-from engine.commands.output import fail, internal_error
-from engine.errors import BlueprintError, FormflowError
+from engine.commands.output import fail, internal_error, load_blueprint
+from engine.errors import FormflowError
 from engine.i18n import LANGUAGES, Text
 
 __all__ = ["import_command"]
@@ -148,18 +148,12 @@ def import_command(
     try:
         from engine.config import database_url
         from engine.imports import ImportOptions, ImportService, load_mapping_file
-        from engine.loader import load
         from engine.records import SYSTEM
         from engine.runtime import build_runtime
         from engine.storage.database import create_engine
         from engine.storage.migrate import ensure_current
 
-        try:
-            blueprint = load(path, lang=lang)
-        except BlueprintError as exc:
-            click.echo(exc.render(chosen), err=True)
-            fail(exc.text, chosen, 1)
-        chosen = lang or blueprint.default_locale or "zh"
+        blueprint, chosen = load_blueprint(path, lang)
         chosen = chosen if chosen in LANGUAGES else "zh"
         engine = create_engine(database_url(db_url, path))
         try:

@@ -28,8 +28,8 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
-from engine.commands.output import fail, internal_error
-from engine.errors import BlueprintError, FormflowError
+from engine.commands.output import fail, internal_error, load_blueprint
+from engine.errors import FormflowError
 from engine.i18n import LANGUAGES, T, Text
 from engine.kpis.forecast import FORECAST_DIMENSIONS, ForecastResult
 from engine.kpis.periods import PERIOD_NAMES, Period, resolve_period
@@ -45,19 +45,13 @@ def _money(value: Decimal | None) -> str:
 
 @contextmanager
 def _runtime(path: Path, db_url: str | None, lang: str | None) -> Iterator[tuple[Runtime, str]]:
-    from engine.loader import load
+    from engine.config import database_url
     from engine.runtime import build_runtime
-    from engine.storage.database import create_engine, default_url
+    from engine.storage.database import create_engine
     from engine.storage.migrate import ensure_current
 
-    chosen = lang or "zh"
-    try:
-        blueprint = load(path, lang=lang)
-    except BlueprintError as exc:
-        click.echo(exc.render(chosen), err=True)
-        fail(exc.text, chosen, 1)
-    chosen = lang or blueprint.default_locale or "zh"
-    engine = create_engine(db_url or default_url(path))
+    blueprint, chosen = load_blueprint(path, lang)
+    engine = create_engine(database_url(db_url, path))
     try:
         ensure_current(engine, blueprint)
         yield build_runtime(blueprint, engine), chosen

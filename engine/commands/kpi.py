@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 import click
 import sqlalchemy as sa
 
-from engine.commands.output import fail, internal_error
-from engine.errors import BlueprintError, FormflowError
+from engine.commands.output import fail, internal_error, load_blueprint
+from engine.errors import FormflowError
 from engine.i18n import LANGUAGES, T, Text
 from engine.model import Entity
 
@@ -98,20 +98,15 @@ def kpi_command(
     """Compute the KPI NAME of the blueprint at PATH and print it."""
     chosen = lang or "zh"
     try:
+        from engine.config import database_url
         from engine.kpis.formatting import result_json
-        from engine.loader import load
         from engine.records import SYSTEM
         from engine.runtime import build_runtime
-        from engine.storage.database import create_engine, default_url
+        from engine.storage.database import create_engine
         from engine.storage.migrate import ensure_current
 
-        try:
-            blueprint = load(path, lang=lang)
-        except BlueprintError as exc:
-            click.echo(exc.render(chosen), err=True)
-            fail(exc.text, chosen, 1)
-        chosen = lang or blueprint.default_locale or "zh"
-        engine = create_engine(db_url or default_url(path))
+        blueprint, chosen = load_blueprint(path, lang)
+        engine = create_engine(database_url(db_url, path))
         try:
             ensure_current(engine, blueprint)
             runtime = build_runtime(blueprint, engine)

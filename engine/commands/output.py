@@ -7,11 +7,16 @@ bug in Formflow, still reported in one line rather than a traceback.
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from engine.errors import BlueprintError
 from engine.i18n import Text
+
+if TYPE_CHECKING:
+    from engine.model import Blueprint
 
 
 def fail(message: Text, lang: str, code: int = 1) -> NoReturn:
@@ -31,3 +36,20 @@ def internal_error(exc: BaseException, lang: str) -> NoReturn:
         lang,
         2,
     )
+
+
+def load_blueprint(path: Path | str, lang: str | None) -> tuple[Blueprint, str]:
+    """The blueprint at ``path`` and the language to answer in, or exit 1 listing its problems.
+
+    Every command that works on a database starts this way; the language is ``--lang``,
+    else the blueprint's default locale, else Chinese.
+    """
+    from engine.loader import load
+
+    chosen = lang or "zh"
+    try:
+        blueprint = load(path, lang=lang)
+    except BlueprintError as exc:
+        click.echo(exc.render(chosen), err=True)
+        fail(exc.text, chosen, 1)
+    return blueprint, lang or blueprint.default_locale or "zh"

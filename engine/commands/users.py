@@ -37,8 +37,8 @@ from typing import Any, NoReturn, TypeVar
 import click
 import sqlalchemy as sa
 
-from engine.commands.output import fail, internal_error
-from engine.errors import BlueprintError, FormflowError, RecordInvalid
+from engine.commands.output import fail, internal_error, load_blueprint
+from engine.errors import FormflowError, RecordInvalid
 from engine.i18n import LANGUAGES, Text
 
 __all__ = ["token_group", "user_group"]
@@ -84,18 +84,12 @@ def _users(path: Path, db_url: str | None, lang: str | None) -> Iterator[_Sessio
     chosen = lang or "zh"
     try:
         from engine.config import database_url
-        from engine.loader import load  # the loader pulls in the whole checker: only when run
         from engine.storage.database import create_engine
         from engine.storage.migrate import ensure_current
         from engine.storage.schema import build_schema
         from engine.users import UserService
 
-        try:
-            blueprint = load(path, lang=lang)
-        except BlueprintError as exc:
-            click.echo(exc.render(chosen), err=True)
-            fail(exc.text, chosen, 1)
-        chosen = lang or blueprint.default_locale or "zh"
+        blueprint, chosen = load_blueprint(path, lang)
         engine = create_engine(database_url(db_url, path))
         try:
             ensure_current(engine, blueprint)
