@@ -4,7 +4,7 @@
    formulas, 1 rule, 1 ref, an autonumber) imported from a UTF-8 CSV file through
    ``ImportService`` (reading and decoding the file, mapping the bilingual headers,
    resolving the customer ref *by name* with one query per chunk, then
-   ``RecordService.create_many`` per chunk of 2,000 in one transaction: coercion,
+   ``RecordService.create_many`` per chunk (``limits.chunk_size``) in one transaction: coercion,
    validation, formulas, the rule, the ref check, autonumbers, the import audit)
    vs raw ``sqlite3.executemany`` of the already-clean rows (the values the
    engine stores, computed beforehand and not timed) into the same table, on
@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from records import STAGES, clean_row, setup  # noqa: E402  (bench/records.py)
 
 from engine.imports import ImportOptions, ImportService  # noqa: E402
+from engine.imports.limits import DEFAULT_LIMITS  # noqa: E402
 from engine.records import SYSTEM, RecordService  # noqa: E402
 
 #: The bench blueprint's labels (plain text: the same in both languages).
@@ -151,7 +152,7 @@ def raw_insert(folder: Path, csv_path: Path) -> float:
 
 
 def create_many_alone(folder: Path, csv_path: Path) -> float:
-    """create_many on the same values already in memory, chunks of 2,000, one transaction."""
+    """create_many on the same values in memory, in the import's chunks, one transaction."""
     records = service_in(folder)
     ids = {f"C{i}": i + 1 for i in range(CUSTOMERS)}
     rows = []
@@ -171,9 +172,10 @@ def create_many_alone(folder: Path, csv_path: Path) -> float:
             )
     t0 = time.perf_counter()
     with records.write_engine.begin() as conn:
-        for start in range(0, len(rows), 2000):
+        size = DEFAULT_LIMITS.chunk_size
+        for start in range(0, len(rows), size):
             records.create_many(
-                "opportunity", rows[start : start + 2000], actor=SYSTEM, conn=conn, source="x"
+                "opportunity", rows[start : start + size], actor=SYSTEM, conn=conn, source="x"
             )
     elapsed = time.perf_counter() - t0
     records.engine.dispose()

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import operator
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -50,7 +49,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
-from itertools import repeat
 from typing import Any, Literal, Protocol, TypeVar, cast
 from zoneinfo import ZoneInfo
 
@@ -58,6 +56,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from engine.batch import Batch, Columns, batch_of
 from engine.errors import (
     Conflict,
     ExpressionError,
@@ -95,8 +94,6 @@ _A_DATE = date(987, 6, 5)
 _A_DATE_TEXT = "0987-06-05"
 #: Types whose falsy values are never blank (0 is a value, not an empty field).
 _NUMBERS = (int, Decimal, float, bool)
-#: A key a batch row does not have (not the same as a key given as None).
-_MISSING: Any = object()
 #: Records :meth:`RecordService.create_many` prepares at a time (a big batch in slices).
 PREPARE_SLICE = 4096
 #: Records per "import" audit row of a batch (keeps one record's history read small).
@@ -202,6 +199,12 @@ class _Errors:
     def add(self, name: str, message: Text) -> None:
         if message not in self.by_field[name]:
             self.by_field[name].append(message)
+
+    def required(self, name: str) -> None:
+        """``name`` is blank but required: say so, unless it already has an error (a
+        value that could not be read is left blank, and "is required" would mislead)."""
+        if not self.by_field.get(name):
+            self.add(name, MSG_REQUIRED)
 
     def __bool__(self) -> bool:
         return any(self.by_field.values())
@@ -1036,7 +1039,7 @@ class RecordService:
         blank = value is None or value == "" or value == []
         if blank:
             if required and f.kind != "autonumber":
-                errors.add(key, MSG_REQUIRED)
+                errors.required(key)
             return
         for msg in kind_of(f).validate(f, value):
             errors.add(key, msg)
@@ -1414,7 +1417,7 @@ class RecordService:
                 value = values.get(name)
                 if value is None or (not value and (value == "" or value == [])):
                     if required_plain:
-                        errors.add(name, MSG_REQUIRED)
+                        errors.required(name)
                     continue
                 if check is not None:
                     for msg in check(f, value):
@@ -1447,7 +1450,7 @@ class RecordService:
                 errors.add(name, MSG_READONLY)
             if value is None or (not value and (value == "" or value == [])):
                 if required and f.kind != "autonumber":
-                    errors.add(name, MSG_REQUIRED)
+                    errors.required(name)
                 continue
             for msg in p.validate(f, value):
                 errors.add(name, msg)
@@ -2059,7 +2062,7 @@ class RecordService:
     def create_many(
         self,
         entity: str,
-        rows: Iterable[Mapping[str, Any]],
+        rows: Iterable[Mapping[str, Any]] | Columns,
         *,
         actor: Actor = SYSTEM,
         via: str = "import",
@@ -2072,8 +2075,10 @@ class RecordService:
         rules per row in memory; ref existence and uniqueness (within the batch
         and against the database) with one query per chunk; rows, child rows and
         audit entries written with executemany. Raises :class:`BatchInvalid` with
-        every bad row's errors (by 0-based row index). Pass ``conn`` to take part
-        in a caller's transaction (imports stream several chunks in one).
+        every bad row's errors (by 0-based row index). ``rows`` is a sequence of
+        mappings or :class:`~engine.batch.Columns` (one list per field, where
+        :data:`~engine.batch.MISSING` is a key the record leaves out). Pass ``conn``
+        to take part in a caller's transaction (imports stream several chunks in one).
 
         ``via="import"`` is audited per batch, not per record: one "import" entry
         per :data:`IMPORT_AUDIT_CHUNK` records saying who, when, how many, from
@@ -2097,7 +2102,7 @@ class RecordService:
     def _create_many(
         self,
         entity: str,
-        rows: Iterable[Mapping[str, Any]],
+        rows: Iterable[Mapping[str, Any]] | Columns,
         actor: Actor,
         via: str,
         conn: Connection,
@@ -2107,8 +2112,7 @@ class RecordService:
         self._may_create(actor, entity)
         self._big_counts.clear()
         plan = self._plan(et)
-        batch = rows if isinstance(rows, Sequence) else list(rows)
-        prepared, bad, columns = self._prepare_slices(et, plan, batch, actor, via)
+        prepared, bad, columns = self._prepare_slices(et, plan, batch_of(rows), actor, via)
         for i, key, message in self._bulk_db_checks(conn, et, prepared, actor):
             bad.setdefault(i, {}).setdefault(key, []).append(message)
         if bad:
@@ -2188,7 +2192,7 @@ class RecordService:
         self,
         et: EntityTable,
         plan: _EntityPlan,
-        rows: Sequence[Mapping[str, Any]],
+        rows: Batch,
         actor: Actor,
         via: str,
     ) -> tuple[
@@ -2210,7 +2214,7 @@ class RecordService:
         whole = True  # every slice came back with its columns
         for start in range(0, len(rows), PREPARE_SLICE):
             part, part_bad, part_columns = self._prepare_many(
-                et, plan, rows[start : start + PREPARE_SLICE], actor, via
+                et, plan, rows.part(start, start + PREPARE_SLICE), actor, via
             )
             prepared.extend((i + start, v, t, o) for i, v, t, o in part)
             bad.update((i + start, errors) for i, errors in part_bad.items())
@@ -2225,7 +2229,7 @@ class RecordService:
         self,
         et: EntityTable,
         plan: _EntityPlan,
-        rows: Sequence[Mapping[str, Any]],
+        rows: Batch,
         actor: Actor,
         via: str,
     ) -> tuple[
@@ -2252,9 +2256,9 @@ class RecordService:
         keys = plan.batch_keys - locked
         if via not in ("flow", "system"):
             keys -= self._status_fields.get(entity.name, set())
-        fast = [i for i, d in enumerate(rows) if keys.issuperset(d)]
-        slow = set(range(n)).difference(fast) if len(fast) < n else set()
-        frows = rows if not slow else [rows[i] for i in fast]
+        slow = rows.giving_other(keys)
+        fast: Sequence[int] = [i for i in range(n) if i not in slow] if slow else range(n)
+        frows = rows if not slow else rows.select(fast)
         m = len(frows)
         suspect: set[int] = set()  # positions in frows
 
@@ -2264,12 +2268,9 @@ class RecordService:
         missing: dict[str, list[int]] = {}
         for p in plan.plain:
             name = p.name
-            if all(map(operator.contains, frows, repeat(name))):
-                raw = [d[name] for d in frows]
-            else:
-                raw = [d.get(name, _MISSING) for d in frows]
-                missing[name] = [j for j, v in enumerate(raw) if v is _MISSING]
-                raw = [None if v is _MISSING else v for v in raw]
+            raw, absent = frows.column(name)
+            if absent:
+                missing[name] = absent
             column, errors = p.kind.coerce_many(p.field, raw)
             suspect.update(errors)
             columns[name] = column
@@ -2278,9 +2279,11 @@ class RecordService:
             for record, value in zip(records, columns[name], strict=True):
                 record[name] = value
         table_names = [p.name for p in plan.tables]
-        tables_of: list[dict[str, list[dict[str, Any]]]] = [
-            {t: [] for t in table_names} for _ in range(m)
-        ]
+        tables_of: list[dict[str, list[dict[str, Any]]]] = (
+            [{t: [] for t in table_names} for _ in range(m)]
+            if table_names
+            else [{} for _ in range(m)]
+        )
         warnings: list[Text] = []
         # Child tables are empty for every record here (rows with any go one by one).
         ctx = self._context({}, {t: [] for t in table_names}, actor, None, warnings)
@@ -2386,7 +2389,7 @@ class RecordService:
             prepared = [(i, records[i], tables_of[i], actor.name) for i in range(n)]
         bad: dict[int, dict[str, list[Text]]] = {}
         for i in sorted(again):
-            values, tables, owner, errors = self._prepare_one(et, plan, rows[i], actor, via)
+            values, tables, owner, errors = self._prepare_one(et, plan, rows.record(i), actor, via)
             if errors:
                 bad[i] = errors.by_field
             prepared[i] = (i, values, tables, owner)
@@ -2571,7 +2574,7 @@ class RecordService:
                     # SQLite's date processor writes what date.isoformat() does.
                     column = [v.isoformat() if type(v) is date else proc(v) for v in column]
                 else:
-                    column = [proc(v) for v in column]
+                    column = list(map(proc, column))
             params.append(column)
         conn.exec_driver_sql(sql, list(zip(*params, strict=True)))
         return ids

@@ -36,6 +36,7 @@ from engine.storage.database import create_engine
 from engine.storage.migrate import initialise
 from engine.storage.schema import build_schema
 from engine.users import UserService
+from tests.conftest import reset_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 CRM = ROOT / "blueprints" / "crm"
@@ -663,3 +664,100 @@ def test_mapped_columns_after_an_unmapped_one_blank_and_short_rows(world: World)
     assert result.ok and result.created == 1
     rows = {r["name"]: r for r in world.records.list_records("customer").rows}
     assert rows["丁公司"]["phone"] == "02155550003"
+
+
+# --------------------------------------------------------------------------- two readings
+
+#: Opportunities to import: good rows, blank and white-space cells, a default
+#: (stage), a missing and an ambiguous-free ref, a bad number, a required field
+#: left blank, a cell over the length limit, a short row, a formula payload.
+MIXED_ROWS: list[list[str | None]] = [
+    ["D1", "Acme 公司", "100", "lead", FUTURE],
+    ["D2", "没有这家公司", "200", "lead", FUTURE],
+    ["D3", "Acme 公司", "abc", "", FUTURE],
+    ["   ", "Beta 公司", "300", "lead", FUTURE],
+    ["D5", " beta 公司 ", "400", "  ", ""],
+    ["D6", "Acme 公司", "500", "contract", None],
+    ["D7" + "x" * 60, "Acme 公司", "600", "lead", FUTURE],
+    ["=cmd|' /C calc'!A0", "Beta 公司", "700", "lead", FUTURE],
+    ["D9", "Beta 公司"],
+    ["D10", "Acme 公司", "-5", "lead", FUTURE],
+]
+
+
+def _mixed_files(world: World) -> tuple[Path, Path]:
+    header = ["商机名称 / Name", "客户 / Customer", "Amount", "Stage", "close_date"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    for row in MIXED_ROWS:
+        writer.writerow(["" if v is None else v for v in row])
+    csv_path = world.csv(buffer.getvalue(), "mixed.csv")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(header)
+    for row in MIXED_ROWS:
+        sheet.append(row)
+    xlsx_path = world.tmp / "mixed.xlsx"
+    book.save(xlsx_path)
+    return csv_path, xlsx_path
+
+
+def _stored_opportunities(world: World) -> list[tuple[Any, ...]]:
+    rows = world.records.list_records("opportunity").rows
+    return sorted(
+        (r["name"], r["customer"], r["amount"], r["stage"], r["close_date"], r["code"])
+        for r in rows
+    )
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_a_csv_read_by_columns_and_an_xlsx_read_by_items_agree(
+    db_url: str, tmp_path: Path, partial: bool
+) -> None:
+    """A plain CSV goes to the record service column by column, an XLSX row by row
+    (``ItemReader.item``): the same cells give the same errors and the same records."""
+    outcomes = []
+    for kind in ("csv", "xlsx"):
+        folder = tmp_path / kind
+        folder.mkdir()
+        limits = ImportLimits(chunk_size=3, max_cell_chars=50)
+        if db_url.startswith("sqlite"):
+            url = f"sqlite:///{folder}/formflow.db"
+        else:
+            url = db_url
+            reset_postgres(url)
+        for world in _world(url, folder, limits):
+            _customer(world, "Acme 公司")
+            _customer(world, "Beta 公司")
+            csv_path, xlsx_path = _mixed_files(world)
+            path = csv_path if kind == "csv" else xlsx_path
+            result = world.run("opportunity", path, partial=partial)
+            errors = sorted(  # (a blank cell is "" in a CSV file, None in a workbook)
+                (
+                    e.row,
+                    e.column,
+                    e.value or None,
+                    e.field,
+                    e.message.get("en"),
+                    e.message.get("zh"),
+                )
+                for e in result.errors
+            )
+            outcomes.append((result.created, result.failed, errors, _stored_opportunities(world)))
+    (csv_created, csv_failed, csv_errors, csv_stored), xlsx = outcomes
+    assert (csv_created, csv_failed, csv_errors, csv_stored) == xlsx
+    # What both found (so the comparison is not of two empty results):
+    bad_rows = sorted({e[0] for e in csv_errors})
+    assert bad_rows == [3, 4, 5, 7, 8, 10, 11], csv_errors
+    assert csv_failed == 7
+    # A number that cannot be read is reported as such, not also as missing.
+    assert [e[4] for e in csv_errors if e[0] == 4] == ["not a valid number: abc"]
+    if partial:
+        names = [r[0] for r in csv_stored]
+        assert sorted(names) == sorted(["D1", "D5", "=cmd|' /C calc'!A0"]), csv_stored
+        d5 = next(r for r in csv_stored if r[0] == "D5")
+        assert d5[3] == "lead" and d5[4] is None  # a blank stage takes its default
+    else:
+        assert csv_created == 0 and csv_stored == []

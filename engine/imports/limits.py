@@ -37,8 +37,10 @@ class ImportLimits:
     max_total_bytes: int = 2048 * MB
     #: Inflated size / compressed size of one XLSX entry (zip bombs reach thousands).
     max_ratio: int = 200
-    #: Rows per create_many call (and per transaction savepoint).
-    chunk_size: int = 2000
+    #: Rows per create_many call (and per transaction savepoint): as many as the
+    #: record service prepares at a time (``records.PREPARE_SLICE``); smaller
+    #: chunks pay the per-chunk queries more often (measured: 2,000 was 6-8 % slower).
+    chunk_size: int = 4096
     #: Row errors kept in a result (the rest are counted).
     max_errors: int = 10_000
 

@@ -45,13 +45,14 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
+from engine.batch import MISSING
 from engine.i18n import T, Text
 from engine.imports.limits import FileRefused
 from engine.imports.reading import Sheet, SourceRow, Workbook
@@ -646,6 +647,7 @@ class ItemReader:
         #: The field names of the mapped cells and the cells' picker: a row's data is
         #: ``dict(zip(names, pick(cells)))``, built in C (a later column wins, as before).
         self._names = tuple(name for _i, name in plain)
+        self._plain = plain
         indices = [i for i, _name in plain]
         self._pick: Callable[[list[Any]], Iterable[Any]]
         if indices == list(range(len(indices))):
@@ -661,7 +663,42 @@ class ItemReader:
             for row in cursor.leftovers():
                 yield cursor.layout.sheet.name, row
 
-    def _start(self, row: SourceRow) -> Item:
+    @property
+    def columnar(self) -> bool:
+        """Whether a chunk of rows can be read as columns (:meth:`columns`).
+
+        So it can when each row is one record of plain fields: a CSV file (every
+        cell a string, no date to turn back into text), no child rows, no owner
+        column, no update key.
+        """
+        layout = self.layout
+        return (
+            self._texts_only
+            and not layout.inline
+            and not layout.child_sheets
+            and self._owner_index is None
+            and layout.key_index is None
+        )
+
+    def columns(self, rows: Sequence[SourceRow]) -> dict[str, list[Any]]:
+        """The mapped cells of ``rows`` by field, for a :attr:`columnar` layout.
+
+        The same values as :meth:`item`'s ``data``, column-wise: a blank cell is
+        :data:`~engine.batch.MISSING` (left out, as ``item`` leaves it out), and a
+        later column mapped to the same field wins.
+        """
+        by_index = list(zip(*[row.cells for row in rows], strict=True))
+        values: dict[str, list[Any]] = {}
+        for index, name in self._plain:
+            column = list(by_index[index]) if by_index else []
+            # Cells are str or None (a short row's padding): blank is None or white space.
+            if None in column or not all(column) or any(map(str.isspace, column)):
+                column = [MISSING if v is None or not v.strip() else v for v in column]
+            values[name] = column
+        return values
+
+    def item(self, row: SourceRow) -> Item:
+        """The record of one row (with no child rows yet)."""
         layout = self.layout
         cells = row.cells
         # All cells first, then the blank ones taken out: one dict built in C (the
@@ -743,7 +780,7 @@ class ItemReader:
                     continue
             if current is not None:
                 yield self._finish(current)
-            current = self._start(row)
+            current = self.item(row)
             if inline:
                 self._add_inline(current, row)
         if current is not None:

@@ -31,14 +31,15 @@ import contextlib
 import gc
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine.batch import MISSING, Columns
 from engine.errors import Conflict, NotFound, PermissionDenied, RecordInvalid
 from engine.fields import FieldValueError, kind_of, using_timezone
 from engine.i18n import T, Text
@@ -388,16 +389,14 @@ class _Run:
         with self.records.write_engine.connect() as conn:
             tx = conn.begin()
             try:
-                chunk: list[Item] = []
-                for item in reader:
-                    chunk.append(item)
-                    if len(chunk) >= size:
-                        self._chunk(conn, chunk)
-                        chunk = []
-                        gc.collect(1)
-                        self._progress()
-                if chunk:
-                    self._chunk(conn, chunk)
+                if reader.columnar and self.options.update_on is None:
+                    for rows in _chunks(self.layout.main.rows(), size):
+                        self._rows_chunk(conn, reader, rows)
+                        self._chunk_done()
+                else:
+                    for items in _chunks(reader, size):
+                        self._chunk(conn, items)
+                        self._chunk_done()
                 for sheet, row in reader.unmatched():
                     self._unmatched(sheet, row)
                 result.warnings = self._warnings()
@@ -427,6 +426,10 @@ class _Run:
             out.extend(w for w in sheet.warnings if w not in out)
         return out
 
+    def _chunk_done(self) -> None:
+        gc.collect(1)
+        self._progress()
+
     def _progress(self) -> None:
         fraction = self.book.progress()
         if self.result.job_id is not None:
@@ -448,6 +451,36 @@ class _Run:
                 else:
                     self._update(conn, item, target)
         self._create(conn, creates)
+
+    def _rows_chunk(self, conn: Connection, reader: ItemReader, rows: list[SourceRow]) -> None:
+        """:meth:`_chunk` of a columnar layout (``reader.columnar``), without updates.
+
+        The rows go to the record service as columns; an :class:`Item` is built
+        only for a row that needs one to be reported (a reader problem, a ref
+        that is not found, a row the record service refuses).
+        """
+        self.result.rows_read += len(rows)
+        values_of = reader.columns(rows)
+        columns = Columns(values_of, len(rows))
+        items = {j: reader.item(row) for j, row in enumerate(rows) if row.problems}
+
+        def item_of(j: int) -> Item:
+            item = items.get(j)
+            if item is None:
+                item = items[j] = reader.item(rows[j])
+            return item
+
+        for name, _column, target in self.ref_paths:  # (no child refs in this layout)
+            values = values_of.get(name)
+            if values is not None:
+                self._resolve_column(conn, values, name, target, item_of)
+
+        def batch(keep: list[int]) -> Columns:
+            if len(keep) == columns.count:
+                return columns
+            return Columns({n: [v[i] for i in keep] for n, v in columns.values.items()}, len(keep))
+
+        self._write(conn, len(rows), batch, item_of, {j for j, it in items.items() if it.problems})
 
     # -- refs ----------------------------------------------------------------------
 
@@ -511,6 +544,32 @@ class _Run:
                 item.data[name] = hit
             else:
                 self._place(item, item.data, name, name, found, target, item.row, None)
+
+    def _resolve_column(
+        self,
+        conn: Connection,
+        values: list[Any],
+        name: str,
+        target: str,
+        item_of: Callable[[int], Item],
+    ) -> None:
+        """:meth:`_resolve_field` of a column (:meth:`_rows_chunk`), in place."""
+        texts = [v if v is MISSING else (v.strip() if type(v) is str else _text(v)) for v in values]
+        wanted = set(texts)
+        wanted.discard(MISSING)
+        if not wanted:
+            return
+        found = self._lookup(conn, target, wanted)
+        for j, text in enumerate(texts):
+            if text is MISSING:
+                continue
+            hit = found.get(text)
+            if type(hit) is int:
+                values[j] = hit
+            else:
+                item = item_of(j)
+                self._place(item, item.data, name, name, found, target, item.row, None)
+                values[j] = MISSING
 
     def _place(
         self,
@@ -703,12 +762,35 @@ class _Run:
         return data
 
     def _create(self, conn: Connection, items: list[Item]) -> None:
-        pending = items
+        self._write(
+            conn,
+            len(items),
+            lambda keep: [self._payload(items[i]) for i in keep],
+            items.__getitem__,
+            {i for i, item in enumerate(items) if item.problems},
+        )
+
+    def _write(
+        self,
+        conn: Connection,
+        count: int,
+        batch: Callable[[list[int]], list[dict[str, Any]] | Columns],
+        item_of: Callable[[int], Item],
+        flagged: set[int],
+    ) -> None:
+        """Create a chunk's records ``0 .. count - 1`` under a savepoint.
+
+        ``batch(positions)``: the record service's input for those records;
+        ``item_of(position)``: the item to report a failure on; ``flagged``: the
+        positions already known bad (they are checked, reported and left out).
+        A try with bad records is rolled back and made again without them.
+        """
+        pending = list(range(count))
         for _attempt in range(MAX_RETRIES):
             if not pending:
                 return
-            rows = [self._payload(item) for item in pending]
-            mapped_bad = {i for i, item in enumerate(pending) if item.problems}
+            rows = batch(pending)
+            mapped_bad = {k for k, i in enumerate(pending) if i in flagged}
             batch_errors: Mapping[int, Mapping[str, list[Text]]] = {}
             savepoint = conn.begin_nested()
             try:
@@ -725,8 +807,8 @@ class _Run:
                 batch_errors = exc.rows
             except RecordInvalid as exc:  # a constraint a concurrent writer won
                 savepoint.rollback()
-                for item in pending:
-                    self._fail(item, exc.errors)
+                for i in pending:
+                    self._fail(item_of(i), exc.errors)
                 return
             else:
                 if not mapped_bad:
@@ -735,11 +817,11 @@ class _Run:
                     return
                 savepoint.rollback()
             failed = mapped_bad | set(batch_errors)
-            for i in sorted(failed):
-                self._fail(pending[i], batch_errors.get(i, {}))
-            pending = [item for i, item in enumerate(pending) if i not in failed]
-        for item in pending:
-            self._fail(item, {"_record": [MSG_GAVE_UP]})
+            for k in sorted(failed):
+                self._fail(item_of(pending[k]), batch_errors.get(k, {}))
+            pending = [i for k, i in enumerate(pending) if k not in failed]
+        for i in pending:
+            self._fail(item_of(i), {"_record": [MSG_GAVE_UP]})
 
     # -- errors and the report -------------------------------------------------------
 
@@ -865,6 +947,20 @@ class _Run:
 
 #: A cell not in a record's data (None is a value there: an XLSX cell's blank).
 _ABSENT = object()
+
+_T = TypeVar("_T")
+
+
+def _chunks(source: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """``source`` in lists of ``size`` (the last one shorter)."""
+    chunk: list[_T] = []
+    for value in source:
+        chunk.append(value)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _text(value: Any) -> str:
