@@ -310,6 +310,18 @@ def _id_ranges(ids: Sequence[int]) -> list[list[int]]:
     return ranges
 
 
+_A_DECIMAL = Decimal("-1234567.89")
+
+
+def _reuses_text(column: sa.Column[Any], proc: Callable[[Any], Any], kind: type) -> bool:
+    """Whether SQLite's bind processor of ``column`` gives ``float(str(d))`` for a
+    Decimal ``d`` (``kind`` Decimal) or ``d.isoformat()`` for a date: then the text
+    of a column's values, made for the audit, is converted instead of the values."""
+    if kind is Decimal:
+        return isinstance(column.type, sa.Numeric) and proc(_A_DECIMAL) == float(str(_A_DECIMAL))
+    return isinstance(column.type, sa.Date) and proc(_A_DATE) == _A_DATE_TEXT
+
+
 def _json_plain(value: Any) -> Any:
     """A value as the engine's JSON serializer writes a Decimal or a date (else as is)."""
     t = type(value)
@@ -2147,8 +2159,17 @@ class RecordService:
         for name, col_name in plan.unique_keys:
             payload[col_name] = [None if x is None else normalise_unique(x) for x in column(name)]
         payload["owner"] = [o for _, _, _, o in prepared]
+        # An import's audit holds each field's values as JSON text (Decimal as str, date
+        # as ISO): made once, and the INSERT reuses those of whole Decimal and date
+        # columns (float(str(d)) is how float(d) is computed; SQLite stores a date as ISO).
+        plain, whole = self._json_columns(plan, column) if via == "import" else ({}, {})
+        texts = {
+            col_name: (whole[name], plain[name])
+            for name, col_name, to_storage, _f in plan.storage
+            if to_storage is None and name in whole
+        }
         try:
-            ids = self._insert_columns(conn, et.table, payload, n, constants=system)
+            ids = self._insert_columns(conn, et.table, payload, n, constants=system, texts=texts)
         except sa.exc.IntegrityError:
             raise self._integrity_error(et, prepared[0][1]) from None
         child_rows: dict[str, list[dict[str, Any]]] = {t: [] for t in et.children}
@@ -2169,7 +2190,7 @@ class RecordService:
                 self._insert_rows(conn, et.children[tname].table, crows, want_ids=False)
         if via == "import":
             audit_rows = self._import_audit_rows(
-                et, plan, prepared, column, ids, added, actor, now, source
+                et, prepared, plain, ids, added, actor, now, source
             )
         else:
             audit_rows = [
@@ -2430,9 +2451,8 @@ class RecordService:
     def _import_audit_rows(
         self,
         et: EntityTable,
-        plan: _EntityPlan,
         prepared: Sequence[tuple[int, dict[str, Any], dict[str, list[dict[str, Any]]], Any]],
-        column: Callable[[str], list[Any]],
+        plain: Mapping[str, list[Any]],
         ids: Sequence[int],
         added: Mapping[str, Sequence[int]],
         actor: Actor,
@@ -2446,19 +2466,9 @@ class RecordService:
         (one list per field, one item per record, in ``ids`` order), ``values``
         (JSON form, ``None`` for blank), and when any is set ``owner`` and
         ``tables`` (child rows added per record). :func:`_synthesised_create`
-        turns a record's column back into its "create" entry.
+        turns a record's column back into its "create" entry. ``plain``: the
+        values by field, from :meth:`_json_columns`.
         """
-        names = [p.name for p in plan.checks if not p.is_table]
-        # Each field's values as the engine's JSON serializer writes them (Decimal as
-        # str, date as ISO), converted in bulk: the stored JSON is the same text.
-        plain: dict[str, list[Any]] = {}
-        for name in names:
-            values = column(name)
-            t = type(values[0]) if values else None
-            if t is Decimal or t is date:
-                convert: Callable[[Any], Any] = str if t is Decimal else date.isoformat
-                values = [convert(x) if type(x) is t else _json_plain(x) for x in values]
-            plain[name] = values
         out: list[dict[str, Any]] = []
         for start in range(0, len(prepared), IMPORT_AUDIT_CHUNK):
             end = start + IMPORT_AUDIT_CHUNK
@@ -2491,6 +2501,32 @@ class RecordService:
             )
         return out
 
+    @staticmethod
+    def _json_columns(
+        plan: _EntityPlan, column: Callable[[str], list[Any]]
+    ) -> tuple[dict[str, list[Any]], dict[str, type]]:
+        """Each field's values as the engine's JSON serializer writes them (Decimal as
+        str, date as ISO), converted in bulk: the stored JSON is the same text.
+
+        Also ``{field: Decimal or date}`` for the columns that held only that type.
+        """
+        plain: dict[str, list[Any]] = {}
+        whole: dict[str, type] = {}
+        for p in plan.checks:
+            if p.is_table:
+                continue
+            values = column(p.name)
+            t = type(values[0]) if values else None
+            if t is Decimal or t is date:
+                convert: Callable[[Any], Any] = str if t is Decimal else date.isoformat
+                if set(map(type, values)) == {t}:  # (one pass in C, then map: no blanks)
+                    values = list(map(convert, values))
+                    whole[p.name] = t
+                else:
+                    values = [convert(x) if type(x) is t else _json_plain(x) for x in values]
+            plain[p.name] = values
+        return plain, whole
+
     def _insert_rows(
         self,
         conn: Connection,
@@ -2522,10 +2558,13 @@ class RecordService:
         *,
         want_ids: bool = True,
         constants: Mapping[str, Any] | None = None,
+        texts: Mapping[str, tuple[type, list[str]]] | None = None,
     ) -> list[int]:
         """:meth:`_insert_rows` of ``count`` rows given column by column (``column -> values``).
 
         ``constants``: columns with one value for every row (converted once).
+        ``texts``: ``column -> (Decimal or date, values as str / ISO text)`` for
+        columns of only that type whose text is at hand already (SQLite reuses it).
         """
         if not count:
             return []
@@ -2552,18 +2591,16 @@ class RecordService:
             ).scalar()
             first = max(int(last or 0), int(used or 0)) + 1
             ids = list(range(first, first + count))
-        names = (["id"] if want_ids else []) + keys
-        preparer = dialect.identifier_preparer
-        sql = (
-            f"INSERT INTO {preparer.format_table(table)} "  # quoted names, bound values  # nosec B608
-            f"({', '.join(preparer.quote(n) for n in names)}) "
-            f"VALUES ({', '.join('?' for _ in names)})"
-        )
         processors = [table.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in keys]
+        names: list[str] = ["id"] if want_ids else []
         params: list[Sequence[Any]] = [ids] if want_ids else []
+        nulls: list[str] = []
         for key, proc in zip(keys, processors, strict=True):
             column = columns[key]
-            if proc is not None:
+            text = texts.get(key) if texts else None
+            if text is not None and proc is not None and _reuses_text(table.c[key], proc, text[0]):
+                column = list(map(float, text[1])) if text[0] is Decimal else text[1]
+            elif proc is not None:
                 first_value = column[0]
                 if (constants and key in constants) or (
                     column[-1] is first_value and all(v is first_value for v in column)
@@ -2572,11 +2609,31 @@ class RecordService:
                     column = [done] * len(column)
                 elif isinstance(table.c[key].type, sa.Date) and proc(_A_DATE) == _A_DATE_TEXT:
                     # SQLite's date processor writes what date.isoformat() does.
-                    column = [v.isoformat() if type(v) is date else proc(v) for v in column]
+                    if set(map(type, column)) == {date}:
+                        column = list(map(date.isoformat, column))
+                    else:
+                        column = [v.isoformat() if type(v) is date else proc(v) for v in column]
                 else:
                     column = list(map(proc, column))
+            if column.count(None) == count:
+                # NULL in every row: written as the literal, not bound row by row (the
+                # driver runs each None it binds through its adapter lookup; a column
+                # left blank throughout an import chunk is common).
+                nulls.append(key)
+                continue
+            names.append(key)
             params.append(column)
-        conn.exec_driver_sql(sql, list(zip(*params, strict=True)))
+        preparer = dialect.identifier_preparer
+        sql = (
+            f"INSERT INTO {preparer.format_table(table)} "  # quoted names, bound values  # nosec B608
+            f"({', '.join(preparer.quote(n) for n in names + nulls)}) "
+            f"VALUES ({', '.join(['?'] * len(names) + ['NULL'] * len(nulls))})"
+        )
+        if params:
+            conn.exec_driver_sql(sql, list(zip(*params, strict=True)))
+        else:  # (every column NULL: no parameter to bind)
+            for _ in range(count):
+                conn.exec_driver_sql(sql)
         return ids
 
     def _bulk_db_checks(

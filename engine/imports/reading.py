@@ -49,11 +49,12 @@ import csv
 import os
 import re
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from itertools import chain
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain, islice
+from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from engine.i18n import T, Text
 from engine.imports.limits import MB, FileRefused, ImportLimits
@@ -63,6 +64,12 @@ __all__ = ["CSV_EXTENSIONS", "XLSX_EXTENSIONS", "Sheet", "SourceRow", "Workbook"
 CSV_EXTENSIONS = frozenset({"csv", "tsv", "txt"})
 XLSX_EXTENSIONS = frozenset({"xlsx"})
 BLOCK = 1 * MB
+#: CSV records read and checked at a time (see ``_CsvSheet._parts``; more is slower:
+#: the part's cells fall out of the CPU caches).
+ROWS_PER_BLOCK = 1024
+_T = TypeVar("_T")
+#: A CSV record's first cell.
+_first_cell = itemgetter(0)
 #: An XLSX entry smaller than this is not held to the compression ratio limit.
 RATIO_FLOOR = 1 * MB
 
@@ -81,7 +88,19 @@ class SourceRow:
     number: int
     cells: list[Any]
     #: (0-based column or None, message): what the reader found wrong with the row.
-    problems: list[tuple[int | None, Text]] = field(default_factory=list)
+    problems: Sequence[tuple[int | None, Text]] = ()
+
+
+def chunked(source: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """``source`` in lists of ``size`` (the last one shorter, none empty)."""
+    chunk: list[_T] = []
+    for value in source:
+        chunk.append(value)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _refuse(zh: str, en: str, line: int | None = None) -> FileRefused:
@@ -105,6 +124,10 @@ class Sheet:
 
     def rows(self) -> Iterator[SourceRow]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def blocks(self, size: int) -> Iterator[list[SourceRow]]:
+        """:meth:`rows` in lists of ``size`` (the last one shorter)."""
+        return chunked(self.rows(), size)
 
     def progress(self) -> float:  # pragma: no cover - abstract
         """How much of the sheet is read, 0..1 (an estimate for XLSX)."""
@@ -138,9 +161,10 @@ def _fit(
 
     ``texts``: every cell is a string (CSV), so the length check runs in C first.
     """
-    row = SourceRow(number, cells)
     if texts and len(cells) == width and max(map(len, cells)) <= limits.max_cell_chars:
-        return row
+        return SourceRow(number, cells)
+    problems: list[tuple[int | None, Text]] = []
+    row = SourceRow(number, cells, problems)
     if len(cells) > width:
         if any(not _blank(c) for c in cells[width:]) and not sheet.warnings:
             sheet.warnings.append(
@@ -156,7 +180,7 @@ def _fit(
     for i, value in enumerate(cells):
         if isinstance(value, str) and len(value) > limit:
             cells[i] = None
-            row.problems.append(
+            problems.append(
                 (
                     i,
                     T(
@@ -347,60 +371,85 @@ class _CsvSheet(Sheet):
             except StopIteration:
                 return
             except csv.Error as exc:
-                line = reader.line_num
-                raise _refuse(
-                    f"第 {line} 行无法按 CSV 读取：{exc}",
-                    f"line {line} cannot be read as CSV: {exc}",
-                    line,
-                ) from None
+                raise _not_csv(reader.line_num, exc) from None
             self._number += 1
             yield cells
 
     def rows(self) -> Iterator[SourceRow]:
-        width = len(self.header)
-        wide = self.limits.max_columns
-        max_rows = self.limits.max_rows
-        max_chars = self.limits.max_cell_chars
-        limits = self.limits
-        count = 0
-        # The loop of _records inlined (one generator less per row); a row of the
-        # header's width with no cell over the limit is the common case, made here.
-        reader = self._reader
-        number = self._number
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                self._number = number
-                return
-            except csv.Error as exc:
-                line = reader.line_num
-                raise _refuse(
-                    f"第 {line} 行无法按 CSV 读取：{exc}",
-                    f"line {line} cannot be read as CSV: {exc}",
-                    line,
-                ) from None
-            number += 1
-            self._number = number
-            # A line of blank cells is skipped (the first cell decides most lines alone).
-            if not cells or not (cells[0].strip() or "".join(cells).strip()):
-                continue
-            if len(cells) > wide:
-                raise _refuse(
-                    f"第 {number} 行有 {len(cells):,} 列，超过上限 {wide} 列",
-                    f"row {number} has {len(cells):,} columns, more than the limit of {wide}",
-                    number,
-                )
-            count += 1
-            if count > max_rows:
-                raise _too_many_rows(limits, self.name)
-            if len(cells) == width and max(map(len, cells)) <= max_chars:
-                yield SourceRow(number, cells, [])
+        return chain.from_iterable(self._parts(ROWS_PER_BLOCK))
+
+    def blocks(self, size: int) -> Iterator[list[SourceRow]]:
+        pending: list[SourceRow] = []
+        for part in self._parts(min(size, ROWS_PER_BLOCK)):
+            if pending:
+                pending.extend(part)
             else:
-                yield _fit(cells, width, number, limits, self, texts=True)
+                pending = part
+            if len(pending) >= size:
+                yield pending
+                pending = []
+        if pending:
+            yield pending
+
+    def _parts(self, size: int) -> Iterator[list[SourceRow]]:
+        """The data rows ``size`` records of the file at a time (blank lines left out).
+
+        A part whose rows all have the header's width, no blank first cell and no
+        cell over the limit (the common case) is checked in a few passes in C;
+        any other part goes row by row, as :func:`_fit` says.
+        """
+        width = len(self.header)
+        limits = self.limits
+        max_chars = limits.max_cell_chars
+        reader = self._reader
+        count = 0
+        while True:
+            first = self._number + 1
+            try:
+                raw = list(islice(reader, size))
+            except csv.Error as exc:
+                raise _not_csv(reader.line_num, exc) from None
+            if not raw:
+                return
+            self._number += len(raw)
+            numbers = range(first, first + len(raw))
+            if (
+                set(map(len, raw)) == {width}
+                and all(map(str.strip, map(_first_cell, raw)))
+                and max(map(len, chain.from_iterable(raw))) <= max_chars
+            ):
+                count += len(raw)
+                if count > limits.max_rows:
+                    raise _too_many_rows(limits, self.name)
+                yield list(map(SourceRow, numbers, raw))
+                continue
+            block: list[SourceRow] = []
+            for number, cells in zip(numbers, raw, strict=True):
+                # A line of blank cells is skipped (the first cell decides most lines alone).
+                if not cells or not (cells[0].strip() or "".join(cells).strip()):
+                    continue
+                if len(cells) > limits.max_columns:
+                    raise _refuse(
+                        f"第 {number} 行有 {len(cells):,} 列，超过上限 {limits.max_columns} 列",
+                        f"row {number} has {len(cells):,} columns, more than the limit of "
+                        f"{limits.max_columns}",
+                        number,
+                    )
+                count += 1
+                if count > limits.max_rows:
+                    raise _too_many_rows(limits, self.name)
+                block.append(_fit(cells, width, number, limits, self, texts=True))
+            if block:
+                yield block
 
     def progress(self) -> float:
         return min(self.read_bytes / self.size, 1.0)
+
+
+def _not_csv(line: int, exc: csv.Error) -> FileRefused:
+    return _refuse(
+        f"第 {line} 行无法按 CSV 读取：{exc}", f"line {line} cannot be read as CSV: {exc}", line
+    )
 
 
 def _too_many_rows(limits: ImportLimits, sheet: str) -> FileRefused:

@@ -31,10 +31,10 @@ import contextlib
 import gc
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -53,7 +53,7 @@ from engine.imports.mapping import (
     Problem,
     plan_layout,
 )
-from engine.imports.reading import SourceRow, Workbook, open_file
+from engine.imports.reading import SourceRow, Workbook, chunked, open_file
 from engine.imports.report import ReportWriter, RowError, shown_value
 from engine.model import Entity
 from engine.records import SYSTEM, Actor, BatchInvalid, RecordService
@@ -390,11 +390,11 @@ class _Run:
             tx = conn.begin()
             try:
                 if reader.columnar and self.options.update_on is None:
-                    for rows in _chunks(self.layout.main.rows(), size):
+                    for rows in self.layout.main.blocks(size):
                         self._rows_chunk(conn, reader, rows)
                         self._chunk_done()
                 else:
-                    for items in _chunks(reader, size):
+                    for items in chunked(reader, size):
                         self._chunk(conn, items)
                         self._chunk_done()
                 for sheet, row in reader.unmatched():
@@ -554,12 +554,21 @@ class _Run:
         item_of: Callable[[int], Item],
     ) -> None:
         """:meth:`_resolve_field` of a column (:meth:`_rows_chunk`), in place."""
-        texts = [v if v is MISSING else (v.strip() if type(v) is str else _text(v)) for v in values]
+        if set(map(type, values)) == {str}:  # no blank cell: stripped in C
+            texts = list(map(str.strip, values))
+        else:
+            texts = [
+                v if v is MISSING else (v.strip() if type(v) is str else _text(v)) for v in values
+            ]
         wanted = set(texts)
         wanted.discard(MISSING)
         if not wanted:
             return
         found = self._lookup(conn, target, wanted)
+        hits = list(map(found.get, texts))
+        if set(map(type, hits)) == {int}:  # every cell names one record (the common case)
+            values[:] = hits
+            return
         for j, text in enumerate(texts):
             if text is MISSING:
                 continue
@@ -947,20 +956,6 @@ class _Run:
 
 #: A cell not in a record's data (None is a value there: an XLSX cell's blank).
 _ABSENT = object()
-
-_T = TypeVar("_T")
-
-
-def _chunks(source: Iterable[_T], size: int) -> Iterator[list[_T]]:
-    """``source`` in lists of ``size`` (the last one shorter)."""
-    chunk: list[_T] = []
-    for value in source:
-        chunk.append(value)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _text(value: Any) -> str:
