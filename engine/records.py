@@ -2629,11 +2629,7 @@ class RecordService:
             f"({', '.join(preparer.quote(n) for n in names + nulls)}) "
             f"VALUES ({', '.join(['?'] * len(names) + ['NULL'] * len(nulls))})"
         )
-        if params:
-            conn.exec_driver_sql(sql, list(zip(*params, strict=True)))
-        else:  # (every column NULL: no parameter to bind)
-            for _ in range(count):
-                conn.exec_driver_sql(sql)
+        conn.exec_driver_sql(sql, list(zip(*params, strict=True)) if params else [()] * count)
         return ids
 
     def _bulk_db_checks(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from engine.batch import MISSING, Columns, batch_of
 from engine.loader import load
@@ -106,3 +107,22 @@ def test_columns_store_exactly_what_rows_store(
         assert record.owner == row.get("owner", SYSTEM.name)
     numbers = [service.get("lead", rid).values["no"] for rid in ids]
     assert numbers == [f"L-{n:05d}" for n in range(1, len(ok) + 1)]
+
+
+def test_a_column_blank_in_every_record_is_stored_as_null(service: RecordService) -> None:
+    """A column no record of a batch fills is written as SQL NULL (as a literal on
+    SQLite), never as text, and the filled columns beside it keep their values."""
+    rows: list[dict[str, Any]] = [{"name": f"Lead {i}", "seats": i + 1} for i in range(5)]
+    ids = service.create_many("lead", as_columns(rows), actor=REP)
+    table = service.schema.entity("lead").table
+    with service.engine.connect() as conn:
+        stored = conn.execute(
+            sa.select(table.c.notes, table.c.email, table.c.seats, table.c.owner)
+            .where(table.c.id.in_(ids))
+            .order_by(table.c.id)
+        ).all()
+        nulls = conn.execute(
+            sa.select(sa.func.count()).where(table.c.notes.is_(None), table.c.email.is_(None))
+        ).scalar_one()
+    assert [tuple(r) for r in stored] == [(None, None, i + 1, "li.lei") for i in range(5)]
+    assert nulls == 5

@@ -400,6 +400,62 @@ def test_blank_rows_are_skipped_and_numbers_kept(tmp_path: Path) -> None:
     with open_file(path, LIMITS) as book:
         rows = list(book.main.rows())
     assert [(r.number, r.cells) for r in rows] == [(2, ["a", 1]), (4, ["b", 2.5])]
+    with open_file(path, LIMITS) as book:
+        blocks = list(book.main.blocks(1))
+    assert [[(r.number, r.cells) for r in b] for b in blocks] == [
+        [(2, ["a", 1])],
+        [(4, ["b", 2.5])],
+    ]
+
+
+def _odd_csv(path: Path) -> Path:
+    """A CSV file of every shape a block of rows can hold, spread over many blocks."""
+    lines = ["name,phone,notes"]
+    for i in range(1, 2600):
+        if i % 97 == 0:
+            lines.append("")  # an empty line
+        elif i % 89 == 0:
+            lines.append("  , ,\t")  # blank cells only
+        elif i % 83 == 0:
+            lines.append(f"short {i}")  # fewer cells than the header
+        elif i % 79 == 0:
+            lines.append(f"wide {i},1,2,3")  # more cells than the header
+        elif i % 73 == 0:
+            lines.append(f"long {i},{'y' * 60},ok")  # a cell over the limit
+        elif i % 71 == 0:
+            lines.append(f" ,{i},first cell blank")
+        else:
+            lines.append(f"row {i},{i},")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("size", [1, 3, 1000, 4096])
+def test_blocks_of_rows_are_the_rows(tmp_path: Path, size: int) -> None:
+    """The import reads a CSV file in blocks (``Sheet.blocks``): they hold exactly the
+    rows ``rows()`` gives, in order, ``size`` at a time, with the same problems."""
+    path = _odd_csv(tmp_path / "odd.csv")
+    limits = ImportLimits(max_cell_chars=50)
+
+    def shape(row: Any) -> tuple[Any, ...]:
+        return (row.number, row.cells, [(c, m.get("en")) for c, m in row.problems])
+
+    with open_file(path, limits) as book:
+        expected = [shape(r) for r in book.main.rows()]
+        warnings = list(book.main.warnings)
+    with open_file(path, limits) as book:
+        blocks = list(book.main.blocks(size))
+        assert [shape(r) for block in blocks for r in block] == expected
+        assert book.main.warnings == warnings
+    assert all(len(block) == size for block in blocks[:-1]) and 0 < len(blocks[-1]) <= size
+    numbers = [n for n, _cells, _problems in expected]
+    assert len(numbers) == 2599 - 26 - 29  # the empty and the blank lines are left out
+    assert numbers[:3] == [2, 3, 4] and 98 not in numbers  # data line 97 is file line 98
+    short = next(r for r in expected if r[1][0] == "short 83")
+    assert short[1] == ["short 83", None, None] and short[2] == []
+    long = next(r for r in expected if r[1][0] == "long 73")
+    assert long[1] == ["long 73", None, "ok"] and "longer than 50" in long[2][0][1]
+    assert any("right of the last header column" in w.get("en") for w in warnings)
 
 
 # --------------------------------------------------------------------------- through the service

@@ -385,9 +385,13 @@ class _CsvSheet(Sheet):
                 pending.extend(part)
             else:
                 pending = part
-            if len(pending) >= size:
-                yield pending
-                pending = []
+            while len(pending) >= size:  # (a part is shorter when it had blank lines)
+                if len(pending) == size:
+                    yield pending
+                    pending = []
+                else:
+                    yield pending[:size]
+                    pending = pending[size:]
         if pending:
             yield pending
 
