@@ -836,3 +836,61 @@ def test_evaluate_many_gives_what_evaluate_gives_per_record(source: str) -> None
     assert {i: e.message("en") for i, e in errors.items()} == failures
     assert shared.warnings == single_warnings
     assert shared.values is before  # put back after the batch
+
+
+@pytest.mark.parametrize(
+    ("fused", "plain"),
+    [
+        # IF on a text field compared with a constant tests it inline, and a field
+        # product divided by a constant is one closure: the same answers as the
+        # general closures they replace (which ``stage + ''`` and ``amount + 0`` force).
+        (
+            "IF(stage != 'lost', amount * probability / 100, 0)",
+            "IF(stage + '' != 'lost', (amount + 0) * probability / 100, 0)",
+        ),
+        (
+            "IF(stage == 'won', amount - probability / 4)",
+            "IF(stage + '' == 'won', amount - probability / 4)",
+        ),
+        (
+            "IF(stage == 'won', (amount + probability) / 0.001, amount)",
+            "IF(stage + '' == 'won', ((amount + 0) + probability) / 0.001, amount)",
+        ),
+        ("IF(stage != 'lost', qty, amount * 2)", "IF(stage + '' != 'lost', qty, amount * 2)"),
+        ("(amount - qty) / 3", "((amount + 0) - qty) / 3"),
+    ],
+)
+def test_fused_shapes_give_what_the_general_closures_give(fused: str, plain: str) -> None:
+    stages = ["won", "lost", None, ""]
+    numbers = [Decimal("1200.50"), None, 7, 2.5, 0, Decimal("9" * 29), Decimal("-3.333")]
+    records = [
+        {"stage": stage, "amount": a, "probability": p, "qty": q}
+        for stage in stages
+        for a in numbers
+        for p in numbers
+        for q in (3, None, 0.5)
+    ]
+    one, other = compile_formula(fused, SCOPE), compile_formula(plain, SCOPE)
+
+    def outcome(formula: Compiled, record: dict[str, Any]) -> tuple[Any, ...]:
+        warnings: list[Any] = []
+        try:
+            value = formula.evaluate(EvalContext(values=record, warnings=warnings))
+        except ExpressionError as exc:
+            return ("error", exc.message("en"))
+        return (value, type(value), [w.get("en") for w in warnings])
+
+    mismatches = [r for r in records if outcome(one, r) != outcome(other, r)]
+    assert mismatches == []
+    assert {outcome(one, r)[0] is None for r in records} == {True, False}  # blanks and values
+
+
+def test_a_fused_division_reports_the_operator_that_overflowed() -> None:
+    formula = compile_formula("IF(stage == 'won', amount * qty / 0.001, 0)", SCOPE)
+    with pytest.raises(ExpressionError, match="number too large") as info:
+        formula.evaluate(
+            EvalContext(values={"stage": "won", "amount": Decimal("9" * 29), "qty": 10})
+        )
+    assert info.value.offset == (0, 19)  # the product, where both operators start
+    assert formula.evaluate(EvalContext(values={"stage": "won", "amount": 3, "qty": 4})) == 12000
+    assert formula.evaluate(EvalContext(values={"stage": None, "amount": 3, "qty": 4})) == 0
