@@ -95,6 +95,22 @@ def test_pages_render_in_both_languages(app: Flask) -> None:
     assert "2026 年度设备采购" in customer  # related opportunities
 
 
+def test_history_names_referenced_records_by_title(app: Flask) -> None:
+    svc = records(app)
+    first, oid = seed(app)
+    second = svc.create("customer", {"name": "南京金陵百货", "level": "C", "phone": "025-8888 0000"}, actor=ADMIN).id
+    svc.update("opportunity", oid, {"customer": second}, version=1, actor=ADMIN)
+    client = app.test_client()
+    sign_in(client)
+    history = text(client.get(f"/e/opportunity/{oid}")).split('class="ff-timeline"')[1]
+    assert "<del>上海华东机电有限公司</del> → 南京金陵百货" in history
+    assert f"#{first}" not in history and f"#{second}" not in history
+    # A record that is gone keeps its number: there is no title left to show.
+    svc.delete("customer", first, version=1, actor=ADMIN)
+    history = text(client.get(f"/e/opportunity/{oid}")).split('class="ff-timeline"')[1]
+    assert f"<del>#{first}</del> → 南京金陵百货" in history
+
+
 def test_unknown_record_is_404(app: Flask) -> None:
     client = app.test_client()
     sign_in(client)

@@ -127,7 +127,11 @@ def _child_titles(entity: Entity, record: Record, actor: Actor, lang: str) -> Re
 
 
 def _change_text(
-    f: Field | None, raw: Any, lang: str, people: Mapping[str, str] | None = None
+    f: Field | None,
+    raw: Any,
+    lang: str,
+    people: Mapping[str, str] | None = None,
+    titles: RefTitles | None = None,
 ) -> str:
     if raw is None:
         return "—"
@@ -137,8 +141,9 @@ def _change_text(
         return str(raw)
     if f.kind == "table":
         return ""
+    known = (titles or {}).get(f.to or "") if f.kind == "ref" else None
     try:
-        return display(f, kind_of(f).coerce(f, raw), lang) or "—"
+        return display(f, kind_of(f).coerce(f, raw), lang, known) or "—"
     except (FieldValueError, TypeError, ValueError):
         return str(raw)
 
@@ -157,13 +162,27 @@ def _people_in(entity: Entity, record: Record, entries: list[AuditEntry]) -> set
     return names
 
 
+def _history_refs(entity: Entity, entries: list[AuditEntry]) -> list[dict[str, Any]]:
+    """The ref values a history names (old and new), as rows for ``ref_titles``."""
+    refs = {n for n, f in entity.fields.items() if f.kind == "ref"}
+    rows: list[dict[str, Any]] = []
+    for e in entries:
+        for name, pair in e.changes.items():
+            if name in refs:
+                values = pair if isinstance(pair, list) else [pair]
+                rows.extend({name: v} for v in values if isinstance(v, int))
+    return rows
+
+
 def _history(
     entity: Entity,
     entries: list[AuditEntry],
     hidden: frozenset[str],
     lang: str,
     people: Mapping[str, str] | None = None,
+    titles: RefTitles | None = None,
 ) -> list[HistoryView]:
+    """The record's changes, newest first; refs by their records' titles where readable."""
     people = people or {}
     out = []
     for e in reversed(entries):
@@ -179,8 +198,8 @@ def _history(
             changes.append(
                 ChangeView(
                     label=column_label(entity, name, lang),
-                    old=_change_text(f, old, lang, who) if e.action == "update" else "",
-                    new=_change_text(f, new, lang, who) if e.action != "delete" else "",
+                    old=_change_text(f, old, lang, who, titles) if e.action == "update" else "",
+                    new=_change_text(f, new, lang, who, titles) if e.action != "delete" else "",
                     table=f is not None and f.kind == "table",
                 )
             )
@@ -259,7 +278,8 @@ def _detail(ent: Entity, record_id: int) -> str:
     people = People(actor).labels(_people_in(ent, record, entries))
     row = {**record.values, "owner": record.owner}
     files = upload_urls(ent, record)
-    titles = ref_titles(ent, [row], actor, lang)
+    # One lookup for the refs the record holds and those its history names.
+    titles = ref_titles(ent, [row, *_history_refs(ent, entries)], actor, lang)
     child_titles = _child_titles(ent, record, actor, lang)
     sections = []
     for label, names in section_layout(ent, hidden):
@@ -313,7 +333,7 @@ def _detail(ent: Entity, record_id: int) -> str:
         record=record,
         sections=sections,
         meta=meta,
-        history=_history(ent, entries, hidden, lang, people),
+        history=_history(ent, entries, hidden, lang, people, titles),
         related=_related(ent, record, actor, lang),
         edit_url=url_for("records.edit", entity=ent.name, record_id=record.id)
         if not locked and access.can_update(actor, ent, record)
