@@ -315,6 +315,7 @@ class Kpi:
     target: Target | None = None
     format: str = "number"  # number | money | percent
     description: Text = dataclasses.field(default_factory=Text)
+    better: str = "higher"  # higher | lower: which way the KPI improves
 
 
 @dataclass(frozen=True)

@@ -528,6 +528,8 @@ kpis:
     measure: "100 * COUNT(stage == 'won') / COUNT(stage in ['won', 'lost'])"
     format: percent
     target: 0
+  cost:
+    {label: Cost, entity: deal, measure: "SUM(amount)", by: [stage], target: 20, better: lower}
 """
 
 
@@ -577,6 +579,28 @@ def test_blank_amounts_are_ignored_and_division_by_zero_is_blank(edges: World) -
     }
     assert smallest.rows[-1].labels["stage"] == "(blank)"
     assert smallest.total.value == Decimal("4.5")  # MIN total: its own query
+
+
+def test_a_lower_is_better_kpi_counts_attainment_down_from_twice_the_target(
+    edges: World,
+) -> None:
+    root = edges.actor("root")
+    empty = edges.kpis.evaluate("cost", root)
+    assert empty.better == "lower"
+    assert (empty.total.value, empty.total.attainment, empty.total.gap) == (0, 200, -20)
+    deal(edges, amount=Decimal("10.50"), stage="open")
+    deal(edges, amount=Decimal("4.50"), stage="open")
+    deal(edges, amount=Decimal("30"), stage="won")
+    result = edges.kpis.evaluate("cost", root, by="stage")
+    # 100 * (2 - value / target), and the gap is what is left to cut (value - target).
+    assert {r.keys["stage"]: (r.value, r.attainment, r.gap) for r in result.rows} == {
+        "open": (15, 125, -5),
+        "won": (30, 50, 10),
+    }
+    assert (result.total.value, result.total.attainment, result.total.gap) == (45, -25, 25)
+    # The same sums under the default (higher is better): value / target.
+    higher = edges.kpis.evaluate("total", root)
+    assert higher.better == "higher" and higher.total.target is None
 
 
 def test_datetimes_bucket_in_the_business_time_zone(edges: World) -> None:
@@ -707,6 +731,20 @@ def test_check_refuses_grouping_by_a_list_field(tmp_path: Path) -> None:
     with pytest.raises(BlueprintError) as info:
         load(path)
     assert "tags" in str(info.value.problems[0].message.get("en"))
+
+
+def test_better_takes_higher_or_lower_only(tmp_path: Path) -> None:
+    path = tmp_path / "better.yaml"
+    path.write_text(EDGES.replace("better: lower}", "better: smaller}"), encoding="utf-8")
+    with pytest.raises(BlueprintError) as info:
+        load(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    row = next(i for i, text in enumerate(lines) if "better: smaller" in text)
+    column = lines[row].index("smaller")
+    assert info.value.problems[0].render("en") == (
+        f"{path}:{row + 1}:{column + 1}: "
+        "'smaller' is not a valid value for KPI 'cost': better; use one of: higher, lower"
+    )
 
 
 def test_an_entity_may_not_be_called_kpis(tmp_path: Path) -> None:

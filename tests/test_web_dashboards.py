@@ -96,6 +96,15 @@ kpis:
     by: [owner]
     target: 50
     format: percent
+  losses:
+    label: {zh: 输单金额, en: Lost amount}
+    entity: deal
+    measure: "SUM(amount)"
+    where: "stage == 'lost'"
+    date: closes
+    by: [owner]
+    format: money
+    better: lower
 commissions:
   rep_plan:
     label: {zh: 提成, en: Commission}
@@ -127,6 +136,12 @@ dashboards:
     roles: [manager]
     widgets:
       - {kind: number, kpi: sales, period: all}
+  losses_board:
+    label: {zh: 输单, en: Losses}
+    roles: [manager]
+    widgets:
+      - {kind: number, kpi: losses, period: this_month}
+      - {kind: leaderboard, kpi: losses, by: [owner], period: all}
   everyone:
     label: {zh: 公开, en: Everyone}
     widgets:
@@ -341,6 +356,7 @@ def test_every_widget_kind_shows_the_numbers(app: Flask) -> None:
     card = widget(page, 0)
     change = Decimal(100 * (now - before)) / before
     assert ("ff-change-up" if change > 0 else "ff-change-down") in card
+    assert ("ff-change-good" if change > 0 else "ff-change-bad") in card  # more sales: good
     assert percent(abs(change)) in card and money(before) in card
     # gauge: attainment against this month's targets of the team
     target = sum(a for r, m, a in TARGETS if r in seen_by("boss") and m == THIS_MONTH)
@@ -403,6 +419,28 @@ def test_every_widget_kind_shows_the_numbers(app: Flask) -> None:
     assert figure(page, 8) == percent(
         Decimal(100 * len([d for d in closed if d.stage == "won"])) / len(closed)
     )
+
+
+def test_a_lower_is_better_kpi_ranks_the_lowest_first_and_a_rise_shows_red(app: Flask) -> None:
+    svc = records(app)
+    for name, owner, amount, closes in (
+        ("r2-lost-now", "rep2", 20, THIS_MONTH),
+        ("r1-lost-before", "rep1", 10, LAST_MONTH),
+    ):
+        svc.create(
+            "deal",
+            {"name": name, "stage": "lost", "amount": str(amount), "closes": closes.isoformat()}
+            | {"owner": owner},
+            actor=ADMIN,
+        )
+    page = text(client_as(app, "boss").get("/d/losses_board"))
+    # This month's losses (50 + 20) against last month's 10: a rise, which is bad here.
+    card = widget(page, 0)
+    assert figure(page, 0) == money(70)
+    assert "ff-change-up" in card and "ff-change-bad" in card and "ff-change-good" not in card
+    # All-time losses by rep: rep2 20, rep1 60; the smallest loss leads.
+    board = widget(page, 1)
+    assert re.findall(r'class="ff-drill">([^<]+)<', board) == ["rep2", "rep1"]
 
 
 def test_a_rep_sees_their_own_numbers(app: Flask) -> None:
@@ -526,8 +564,11 @@ def test_api_dashboard_with_filters(app: Flask) -> None:
     assert [b["name"] for b in listing.get_json()["dashboards"]] == [
         "board",
         "managers_only",
+        "losses_board",
         "everyone",
     ]
+    losses = client.get("/api/v1/dashboards/losses_board", headers=headers).get_json()
+    assert [w["result"]["better"] for w in losses["widgets"]] == ["lower", "lower"]
     response = client.get("/api/v1/dashboards/board?owner=rep1", headers=headers)
     assert response.status_code == 200
     body = response.get_json()

@@ -98,7 +98,8 @@ def test_pages_render_in_both_languages(app: Flask) -> None:
 def test_history_names_referenced_records_by_title(app: Flask) -> None:
     svc = records(app)
     first, oid = seed(app)
-    second = svc.create("customer", {"name": "南京金陵百货", "level": "C", "phone": "025-8888 0000"}, actor=ADMIN).id
+    other = {"name": "南京金陵百货", "level": "C", "phone": "025-8888 0000"}
+    second = svc.create("customer", other, actor=ADMIN).id
     svc.update("opportunity", oid, {"customer": second}, version=1, actor=ADMIN)
     client = app.test_client()
     sign_in(client)

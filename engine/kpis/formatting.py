@@ -98,6 +98,7 @@ def result_json(result: KpiResult) -> dict[str, Any]:
         "name": result.name,
         "label": result.label,
         "format": result.format,
+        "better": result.better,
         "by": list(result.by),
         "period": period_json(result.period),
         "previous_period": period_json(result.previous_period),

@@ -29,8 +29,10 @@ class KpiRow:
     labels: dict[str, str]
     value: Number
     target: Number = None
-    attainment: Number = None  # 100 * value / target; None when no target or target 0
-    gap: Number = None  # target - value
+    #: 100 * value / target; for a lower-is-better KPI 100 * (2 - value / target).
+    #: None when there is no target or it is 0.
+    attainment: Number = None
+    gap: Number = None  # target - value (lower is better: value - target); > 0: not there yet
     previous: Number = None  # value over the previous period, when asked to compare
     change: Number = None  # percent change vs previous; None when previous is 0/blank
 
@@ -54,3 +56,5 @@ class KpiResult:
     #: whether the drill filters show exactly the counted records (False: the KPI's
     #: ``where`` could not be written as list filters; see docs/kpis.md)
     drill_exact: bool = True
+    #: "higher" or "lower": which way the KPI improves (leaderboards, change colours)
+    better: str = "higher"

@@ -594,6 +594,7 @@ class KpiService:
                     target,
                     previous if before is not None else None,
                     before is not None,
+                    kpi.better,
                 )
             )
             drills.append(drill.row(key))
@@ -604,6 +605,7 @@ class KpiService:
             targets.total,
             before.total if before is not None else None,
             before is not None,
+            kpi.better,
         )
         return KpiResult(
             name=kpi.name,
@@ -617,6 +619,7 @@ class KpiService:
             drill=drills,
             drill_total=drill.total,
             drill_exact=exact,
+            better=kpi.better,
         )
 
     def _labels(
@@ -725,9 +728,18 @@ def _row(
     target: Number,
     previous: Number,
     comparing: bool,
+    better: str = "higher",
 ) -> KpiRow:
-    attainment = _div(None if value is None else Decimal(value) * 100, target)
-    gap = _sub(target, value) if target not in (None, 0) else None
+    if better == "lower":
+        # At the target 100%, at zero 200%, at twice the target 0%: the usual
+        # "2 - actual / target" of lower-is-better scorecards (defined at zero,
+        # where target / actual is not). The gap is what is left to cut.
+        cut = None if value is None or target is None else 2 * Decimal(target) - Decimal(value)
+        attainment = _div(None if cut is None else cut * 100, target)
+        gap = _sub(value, target) if target not in (None, 0) else None
+    else:
+        attainment = _div(None if value is None else Decimal(value) * 100, target)
+        gap = _sub(target, value) if target not in (None, 0) else None
     change: Number = None
     if comparing and previous not in (None, 0) and value is not None:
         assert previous is not None

@@ -469,6 +469,7 @@ class Builder:
             target=self.target(data.get("target"), (*path, "target")),
             format=_str(data.get("format")) or "number",
             description=_text(data.get("description")),
+            better=_str(data.get("better")) or "higher",
         )
 
     def target(self, raw: Any, path: Path) -> Target | None:

@@ -373,6 +373,7 @@ class WidgetView:
     figure: str = ""
     change: str = ""
     change_dir: str = ""  # up | down | ""
+    change_mood: str = ""  # good | bad | "": up is good unless the KPI is better lower
     previous: str = ""
     target: str = ""
     attainment: str = ""
@@ -629,6 +630,9 @@ def widget_view(svc: Services, index: int, answer: Evaluated, lang: str) -> Widg
             if change is not None:
                 view.change = format_percent(-change if change < 0 else change, lang, places=1)
                 view.change_dir = "up" if change > 0 else "down" if change < 0 else ""
+                if change:
+                    good = (change > 0) == (result.better != "lower")
+                    view.change_mood = "good" if good else "bad"
             else:
                 view.change = BLANK
         return view
@@ -644,7 +648,7 @@ def widget_view(svc: Services, index: int, answer: Evaluated, lang: str) -> Widg
         ranked = sorted(
             ((r, i) for i, r in enumerate(rows) if r.value is not None),
             key=lambda pair: pair[0].value or 0,
-            reverse=True,
+            reverse=result.better != "lower",  # the best first: the lowest when lower is better
         )[: widget.limit or DEFAULT_LIMIT]
         top = max((as_float(r.value) or 0.0 for r, _i in ranked), default=0.0)
         for place, (row, i) in enumerate(ranked, start=1):

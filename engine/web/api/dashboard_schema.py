@@ -37,7 +37,7 @@ _ROW_PROPERTIES: dict[str, Any] = {
     "value": _FIGURE,
     "target": _FIGURE,
     "attainment": {**_FIGURE, "description": "percent of the target (30 means 30%)"},
-    "gap": {**_FIGURE, "description": "target - value"},
+    "gap": {**_FIGURE, "description": "target - value (lower is better: value - target)"},
     "previous": {**_FIGURE, "description": "the value over the previous period"},
     "change": {**_FIGURE, "description": "percent change vs the previous period"},
 }
@@ -60,6 +60,11 @@ SCHEMAS: dict[str, Any] = {
             "name": {"type": "string"},
             "label": {"type": "string"},
             "format": {"type": "string", "enum": ["number", "money", "percent"]},
+            "better": {
+                "type": "string",
+                "enum": ["higher", "lower"],
+                "description": "which way the KPI improves",
+            },
             "by": {"type": "array", "items": {"type": "string"}},
             "period": _PERIOD,
             "previous_period": _PERIOD,

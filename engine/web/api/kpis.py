@@ -41,6 +41,7 @@ def kpi_summary(kpi: Kpi, lang: str) -> dict[str, Any]:
         "description": kpi.description.get(lang) or None,
         "entity": kpi.entity,
         "format": kpi.format,
+        "better": kpi.better,
         "date": kpi.date,
         "by": list(kpi.by),
         "target": kind,

@@ -983,6 +983,11 @@ _PERIOD = {
     },
     "required": ["name", "start", "end"],
 }
+_BETTER = {
+    "type": "string",
+    "enum": ["higher", "lower"],
+    "description": "which way the KPI improves",
+}
 _KPI_ROW = {
     "type": "object",
     "properties": {
@@ -990,8 +995,12 @@ _KPI_ROW = {
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "value": _NUMBER,
         "target": _NUMBER,
-        "attainment": {**_NUMBER, "description": "percent: 100 * value / target"},
-        "gap": {**_NUMBER, "description": "target - value"},
+        "attainment": {
+            **_NUMBER,
+            "description": "percent: 100 * value / target "
+            "(lower is better: 100 * (2 - value / target))",
+        },
+        "gap": {**_NUMBER, "description": "target - value (lower is better: value - target)"},
         "previous": _NUMBER,
         "change": {**_NUMBER, "description": "percent change vs the previous period"},
         "drill": {
@@ -1011,6 +1020,7 @@ _KPI_SCHEMAS: dict[str, Any] = {
             "description": {"type": ["string", "null"]},
             "entity": {"type": "string"},
             "format": {"type": "string", "enum": ["number", "money", "percent"]},
+            "better": _BETTER,
             "date": {"type": ["string", "null"]},
             "by": {"type": "array", "items": {"type": "string"}},
             "target": {"type": ["string", "null"], "enum": ["constant", "entity", None]},
@@ -1025,6 +1035,7 @@ _KPI_SCHEMAS: dict[str, Any] = {
             "name": {"type": "string"},
             "label": {"type": "string"},
             "format": {"type": "string", "enum": ["number", "money", "percent"]},
+            "better": _BETTER,
             "by": {"type": "array", "items": {"type": "string"}},
             "period": _PERIOD,
             "previous_period": _PERIOD,
