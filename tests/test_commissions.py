@@ -291,6 +291,18 @@ def test_check_refuses_a_plan_whose_kpi_has_no_target(tmp_path: Path) -> None:
     assert any(p.startswith(f"{line} ") and "has no target" in p for p in problems), problems
 
 
+def test_check_refuses_a_plan_on_a_kpi_that_is_better_lower(tmp_path: Path) -> None:
+    bad = BLUEPRINT.replace(
+        '    target: {entity: target, measure: "SUM(amount)", match: {owner: rep}, date: month}\n',
+        '    target: {entity: target, measure: "SUM(amount)", match: {owner: rep}, date: month}\n'
+        "    better: lower\n",
+    )
+    assert bad != BLUEPRINT
+    problems = _problems(tmp_path, bad)
+    line = bad.splitlines().index("    kpi: revenue") + 1
+    assert any(p.startswith(f"{line} ") and "cannot be paid on" in p for p in problems), problems
+
+
 def test_check_refuses_bad_tiers_unknown_kpis_and_roles(tmp_path: Path) -> None:
     bad = (
         BLUEPRINT.replace("kpi: revenue", "kpi: revenu")

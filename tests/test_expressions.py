@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -280,6 +281,10 @@ FUNCTION_CASES: list[tuple[str, Any]] = [
     ("DATEDIF(DATE(2020, 2, 29), TODAY(), 'Y')", 4),
     ("DAYS(TODAY(), close_date)", 62),
     ("DAYS(close_date, TODAY())", -62),
+    ("HOURS(NOW(), created_at)", Decimal("3646.5")),  # 152 days less 1.5 hours
+    ("HOURS(created_at, close_date)", Decimal("-2157.5")),  # from midnight in Shanghai
+    ("HOURS(TODAY(), close_date)", 1488),  # whole hours stay whole
+    ("HOURS(signed_on, TODAY())", None),
     ("ADD_DAYS(close_date, 1)", date(2024, 4, 1)),
     ("ADD_DAYS(close_date, -31.9)", date(2024, 2, 29)),
     ("ADD_DAYS(created_at, 1)", datetime(2024, 1, 1, 18, 30, tzinfo=UTC)),
@@ -309,6 +314,12 @@ def test_functions(source: str, expected: Any) -> None:
     result = run(source)
     assert result == expected
     assert type(result) is type(expected)
+
+
+def test_hours_count_real_hours_across_a_daylight_saving_change() -> None:
+    new_york = ZoneInfo("America/New_York")  # clocks went forward on 2024-03-10
+    assert run("HOURS(DATE(2024, 3, 11), DATE(2024, 3, 10))", tz=new_york) == 23
+    assert run("HOURS(DATE(2024, 3, 11), DATE(2024, 3, 10))") == 24  # Shanghai: no change
 
 
 def test_function_names_are_case_insensitive() -> None:

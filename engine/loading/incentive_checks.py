@@ -203,7 +203,22 @@ def commissions(ctx: Context) -> Iterator[Problem]:
             yield _unknown(where, _KPI, plan.kpi, bp.kpis)
             continue
         target = kpi.target
-        if target is None or (target.entity is None and target.value is None):
+        if kpi.better == "lower":
+            # Tiers pay slices of the value: on a cost or an incident count they would
+            # pay more for more of it.
+            yield _problem(
+                where,
+                f"指标 '{kpi.name}' 越低越好（better: lower），不能作为提成基数："
+                "提成按业绩分段计提，越多付得越多",
+                f"the KPI '{kpi.name}' is better lower (better: lower), so it cannot be paid on: "
+                "commissions pay slices of the value, more for more",
+                T(
+                    "改为按越高越好的指标计提（如签约额），或删掉该指标的 better: lower",
+                    "pay on a KPI that is better higher (e.g. signed revenue), "
+                    "or remove better: lower from the KPI",
+                ),
+            )
+        elif target is None or (target.entity is None and target.value is None):
             yield _problem(
                 where,
                 f"指标 '{kpi.name}' 没有目标，无法计算达成率",

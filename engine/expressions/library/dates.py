@@ -1,5 +1,5 @@
-"""Dates: TODAY, NOW, DATE, YEAR, MONTH, DAY, WEEKDAY, DATEDIF, DAYS, ADD_DAYS, ADD_MONTHS,
-NETWORKDAYS.
+"""Dates: TODAY, NOW, DATE, YEAR, MONTH, DAY, WEEKDAY, DATEDIF, DAYS, HOURS, ADD_DAYS,
+ADD_MONTHS, NETWORKDAYS.
 
 "Today" is a business fact, not a server fact: TODAY() is the date in the
 context's time zone (Asia/Shanghai by default) at the context's clock, both
@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from engine.i18n import T
 
 from ..functions import Param, formula_function
 from ..runtime import BlankResult, EvalContext, as_local, whole
+from ..sandbox import DECIMAL
 from ..types import DATE, DATETIME, NUMBER, TEXT, list_of
 from .rules import first_arg
 
@@ -192,6 +194,40 @@ def datedif(env: EvalContext, start: date, end: date, unit: str) -> int:
 )
 def days(env: EvalContext, end: date, start: date) -> int:
     return (_day(end, env) - _day(start, env)).days
+
+
+@formula_function(
+    "HOURS",
+    CATEGORY,
+    (
+        "从 start 到 end 的小时数（end - start，可为负，含小数）；日期按业务时区当天零点算",
+        "The hours from start to end (end - start, may be negative, with a fraction); "
+        "a date counts from its midnight in the business time zone",
+    ),
+    params=(Param("end", _WHEN), Param("start", _WHEN)),
+    returns=NUMBER,
+    context=True,
+    example="HOURS(acknowledged_at, occurred_at)",
+)
+def hours(env: EvalContext, end: date, start: date) -> Decimal | int:
+    micro = (_instant(end, env) - _instant(start, env)) // timedelta(microseconds=1)
+    if micro % _HOUR == 0:
+        return micro // _HOUR
+    return DECIMAL.divide(Decimal(micro), _HOUR)
+
+
+_HOUR = 3_600_000_000  # microseconds
+
+
+def _instant(value: date, env: EvalContext) -> datetime:
+    """The UTC instant of a date-time, or of a date's midnight in the business time zone.
+
+    In UTC, so that a difference across a daylight-saving change counts real hours
+    (Python subtracts two times of one zone by their wall clocks).
+    """
+    if isinstance(value, datetime):
+        return as_local(value, UTC)
+    return datetime.combine(value, time(), env.tz).astimezone(UTC)
 
 
 @formula_function(
