@@ -461,19 +461,21 @@ class _Builder:
 
     def build_Compare(self, node: ir.Compare) -> Closure:  # noqa: N802
         test = _ORDER[node.op]
+        equality = ir.field_equality(node)
+        if equality is not None:
+            name, c, negate = equality
+            if not negate:
+                return lambda env: env.values.get(name) == c
+
+            def field_ne(env: EvalContext) -> bool:
+                value = env.values.get(name)
+                return value is not None and value != c
+
+            return field_ne
         if isinstance(node.right, ir.Const) and node.right.value is not None:
             c = node.right.value
             if isinstance(node.left, ir.FieldRef) and node.left.type != NUMBER:
                 name = node.left.name
-                if node.op == "==":
-                    return lambda env: env.values.get(name) == c
-                if node.op == "!=":
-
-                    def field_ne(env: EvalContext) -> bool:
-                        value = env.values.get(name)
-                        return value is not None and value != c
-
-                    return field_ne
 
                 def field_cmp(env: EvalContext) -> bool:
                     value = env.values.get(name)

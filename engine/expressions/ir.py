@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .types import Type
+from .types import NUMBER, Type
 
 Offset = tuple[int, int]
 
@@ -164,3 +164,23 @@ def children(node: Node) -> tuple[Node, ...]:
     if isinstance(node, Call | Aggregate):
         return node.args
     return ()
+
+
+def field_equality(node: Node) -> tuple[str, Any, bool] | None:
+    """``stage != 'lost'``: (field, constant, negated) for a non-number field compared
+    with a constant by ``==``/``!=``, else None.
+
+    The shape the compiler tests inline (a blank field is equal to nothing and
+    unequal to nothing), and IF inlines in its turn; numbers are left out because
+    their reads convert floats.
+    """
+    if (
+        isinstance(node, Compare)
+        and node.op in ("==", "!=")
+        and isinstance(node.left, FieldRef)
+        and node.left.type != NUMBER
+        and isinstance(node.right, Const)
+        and node.right.value is not None
+    ):
+        return node.left.name, node.right.value, node.op == "!="
+    return None

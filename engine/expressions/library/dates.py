@@ -29,6 +29,7 @@ _MONTHS = T("月数", "number of months")
 _YEAR = T("年份", "year")
 _OUT_OF_RANGE = T("日期超出范围，结果留空", "date out of range; the result is left blank")
 _WHEN = (DATE, DATETIME)
+_HOUR = 3_600_000_000  # microseconds
 
 
 def _day(value: date, env: EvalContext) -> date:
@@ -214,9 +215,6 @@ def hours(env: EvalContext, end: date, start: date) -> Decimal | int:
     if micro % _HOUR == 0:
         return micro // _HOUR
     return DECIMAL.divide(Decimal(micro), _HOUR)
-
-
-_HOUR = 3_600_000_000  # microseconds
 
 
 def _instant(value: date, env: EvalContext) -> datetime:

@@ -13,9 +13,9 @@ from typing import Any
 from engine.i18n import T
 
 from ..functions import CallSite, Param, TypeProblem, formula_function
-from ..ir import Compare, Const, FieldRef, Node
+from ..ir import Const, field_equality
 from ..runtime import Closure, EvalContext, is_blank
-from ..types import BOOL, NUMBER, Type
+from ..types import BOOL, Type
 from .rules import same_as, unify
 
 CATEGORY = "logic"
@@ -36,7 +36,7 @@ CATEGORY = "logic"
 def if_(args: Sequence[Closure], site: CallSite) -> Closure:
     test, body = args[0], args[1]
     third = site.args[2] if len(args) == 3 else None
-    field = _field_equality(site.args[0])
+    field = field_equality(site.args[0])
     if third is None or isinstance(third, Const):
         constant = third.value if third is not None else None
         if field is None:
@@ -56,24 +56,6 @@ def if_(args: Sequence[Closure], site: CallSite) -> Closure:
             body(env) if (v := env.values.get(name)) is not None and v != c else orelse(env)
         )
     return lambda env: body(env) if env.values.get(name) == c else orelse(env)
-
-
-def _field_equality(node: Node) -> tuple[str, Any, bool] | None:
-    """``stage != 'lost'`` as (field, constant, negated), so IF tests it inline.
-
-    The inlined test must be the compiler's own for this shape (a blank field is
-    never unequal); numbers are left to the compiler, which converts floats.
-    """
-    if (
-        isinstance(node, Compare)
-        and node.op in ("==", "!=")
-        and isinstance(node.left, FieldRef)
-        and node.left.type != NUMBER
-        and isinstance(node.right, Const)
-        and node.right.value is not None
-    ):
-        return node.left.name, node.right.value, node.op == "!="
-    return None
 
 
 def _ifs_type(types: Sequence[Type]) -> Type:
